@@ -1,0 +1,149 @@
+"""The NAS-Bench-201 supernet (SPEC section 3), with partial channels `k`.
+
+Cell: 4 nodes, 6 edges `i<-j` (j < i), 5 candidate ops. Network: 3x3 conv stem + BN,
+three stages of N cells at C, 2C, 4C channels separated by stride-2 residual blocks,
+then BN-ReLU, global average pooling and a linear classifier. All cells share one
+draw of the mixing weights per forward pass. At C=16, N=5 the weight count equals the
+authors' network: 1,686,106 for CIFAR-10 at k=1 and 174,106 at k=4.
+"""
+import torch.nn.functional as F
+from torch import nn
+
+from common.arch import ArchWeights
+from common.mixed_op import MixedOp
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NUM_NODES = 4
+# Edge order of NAS-Bench-201: sorted '{i}<-{j}' keys, i.e. (1,0), (2,0), (2,1), (3,0), (3,1), (3,2).
+EDGES = tuple((i, j) for i in range(1, NUM_NODES) for j in range(i))
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in, c_out, kernel, stride, padding, affine):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class Zero(nn.Module):
+    def forward(self, x):
+        return x.mul(0.0)
+
+
+def make_cell_op(name, channels):
+    """A candidate op of a search cell: stride 1, BN without affine, running stats tracked."""
+    if name == "none":
+        return Zero()
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "nor_conv_1x1":
+        return ReLUConvBN(channels, channels, 1, 1, 0, affine=False)
+    if name == "nor_conv_3x3":
+        return ReLUConvBN(channels, channels, 3, 1, 1, affine=False)
+    if name == "avg_pool_3x3":
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    raise ValueError(f"unknown NAS-Bench-201 op {name!r}")
+
+
+class ResidualBlock(nn.Module):
+    """The stride-2 basic block between stages (affine BN, as in NAS-Bench-201)."""
+
+    def __init__(self, c_in, c_out):
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1, affine=True)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, affine=True)
+        self.downsample = nn.Sequential(
+            nn.AvgPool2d(2, stride=2, padding=0), nn.Conv2d(c_in, c_out, 1, bias=False)
+        )
+
+    def forward(self, x):
+        return self.conv_b(self.conv_a(x)) + self.downsample(x)
+
+
+class SearchCell(nn.Module):
+    def __init__(self, channels, k):
+        super().__init__()
+        self.edges = nn.ModuleList(MixedOp(OPS, make_cell_op, channels, k) for _ in EDGES)
+
+    def forward(self, x, weights, kept, hard_choices):
+        nodes = [x]
+        for i in range(1, NUM_NODES):
+            nodes.append(
+                sum(
+                    self.edges[e](nodes[j], weights[e], kept[e], hard_choices and hard_choices[e])
+                    for e, (node, j) in enumerate(EDGES)
+                    if node == i
+                )
+            )
+        return nodes[-1]
+
+
+class Network(nn.Module):
+    """NAS-Bench-201 search network. `arch` holds the architecture parameters."""
+
+    def __init__(self, C=16, N=5, num_classes=10, method="dirichlet", k=1):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+        widths = [C] * N + [2 * C] + [2 * C] * N + [4 * C] + [4 * C] * N
+        reductions = {N, 2 * N + 1}
+        layers, c_prev = [], C
+        for index, width in enumerate(widths):
+            layers.append(ResidualBlock(c_prev, width) if index in reductions else SearchCell(width, k))
+            c_prev = width
+        self.layers = nn.ModuleList(layers)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=True))
+        self.classifier = nn.Linear(c_prev, num_classes)
+        self.arch = ArchWeights(len(EDGES), len(OPS), method)
+
+    def forward(self, x):
+        weights = self.arch.sample()
+        hard_choices = self.arch.hard_choices(weights)
+        kept = self.arch.kept
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x, weights, kept, hard_choices) if isinstance(layer, SearchCell) else layer(x)
+        x = self.lastact(x)
+        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+    # --- the interface the architect and the search loop use -------------------------
+    def weights(self):
+        """Network weights: every parameter but the architecture parameters."""
+        return [p for name, p in self.named_parameters() if not name.startswith("arch.")]
+
+    def arch_parameters(self):
+        return [self.arch.alpha]
+
+    def arch_weights(self):
+        """The ArchWeights of each cell type, by name (one type in this space)."""
+        return {"cell": self.arch}
+
+    def loss(self, x, y):
+        return F.cross_entropy(self(x), y)
+
+    def anchor_kl(self):
+        return self.arch.anchor_kl()
+
+    def genotype(self):
+        """The derived cell as a NAS-Bench-201 architecture string."""
+        return genotype_string(self.arch.best_ops())
+
+
+def genotype_string(op_indices):
+    """`|op~0|+|op~0|op~1|+|op~0|op~1|op~2|` from the op index of every edge."""
+    names = {edge: OPS[o] for edge, o in zip(EDGES, op_indices)}
+    nodes = []
+    for i in range(1, NUM_NODES):
+        nodes.append("|" + "|".join(f"{names[(i, j)]}~{j}" for j in range(i)) + "|")
+    return "+".join(nodes)
+
+
+def parse_genotype(arch_str):
+    """The op index of every edge (EDGES order) from a NAS-Bench-201 architecture string."""
+    ops = {}
+    for i, node in enumerate(arch_str.split("+"), start=1):
+        for item in filter(None, node.split("|")):
+            name, j = item.split("~")
+            ops[(i, int(j))] = OPS.index(name)
+    return [ops[edge] for edge in EDGES]

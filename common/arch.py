@@ -1,0 +1,169 @@
+"""Architecture weights: the distribution over candidate operations on every edge.
+
+DrNAS (paper section 2.1) treats the mixing weights `theta` of an edge as a random
+variable, `theta ~ Dirichlet(beta)` with `beta = ELU(alpha) + 1`, and learns `alpha`
+through the pathwise (implicit reparameterisation) gradient of `Dirichlet.rsample`.
+The same class also gives the baselines the paper compares against on NAS-Bench-201:
+DARTS (softmax), SNAS (Gumbel-softmax) and GDAS (hard Gumbel, straight-through).
+
+Pruned operations (progressive learning, paper section 2.3) are handled with a
+host-side list of kept operations per edge: the weights are drawn over the kept
+operations only and scattered into a zero tensor, so a pruned operation has weight
+exactly 0 and the model never has to read a device tensor to know it may skip it.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Dirichlet, kl_divergence
+
+
+def concentration(alpha):
+    """Dirichlet concentration `beta = ELU(alpha) + 1`, always > 0 (paper section 2.1)."""
+    return F.elu(alpha) + 1
+
+
+def _dirichlet(alpha, tau):
+    # validate_args=False: the argument check would read the tensor on the host (a sync).
+    return Dirichlet(concentration(alpha), validate_args=False).rsample()
+
+
+def _softmax(alpha, tau):
+    return F.softmax(alpha, dim=-1)
+
+
+def _gumbel_softmax(alpha, tau):
+    return F.gumbel_softmax(alpha, tau=tau, hard=False, dim=-1)
+
+
+def _hard_gumbel(alpha, tau):
+    # One-hot forward, softmax gradient (straight-through), as in GDAS.
+    return F.gumbel_softmax(alpha, tau=tau, hard=True, dim=-1)
+
+
+def _softmax_mean(alpha):
+    return F.softmax(alpha, dim=-1)
+
+
+def _dirichlet_mean(alpha):
+    beta = concentration(alpha)
+    return beta / beta.sum(-1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class Method:
+    """How one search method turns `alpha` into mixing weights."""
+
+    sample: Callable  # (alpha_kept, tau) -> weights over the kept ops of every edge
+    mean: Callable  # alpha_kept -> expected weights, used to derive the architecture
+    hard: bool = False  # only the sampled operation is computed (GDAS)
+    uses_tau: bool = False  # temperature annealed over the search (SNAS, GDAS)
+
+
+METHODS = {
+    "dirichlet": Method(_dirichlet, _dirichlet_mean),
+    "darts": Method(_softmax, _softmax_mean),
+    "snas": Method(_gumbel_softmax, _softmax_mean, uses_tau=True),
+    "gdas": Method(_hard_gumbel, _softmax_mean, hard=True, uses_tau=True),
+}
+
+
+def annealed_tau(epoch, epochs, tau_max=10.0, tau_min=1.0):
+    """Gumbel temperature, linear from tau_max at the first epoch to tau_min at the last."""
+    if epochs <= 1:
+        return tau_max
+    return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)
+
+
+class ArchWeights(nn.Module):
+    """Architecture parameters `alpha` (edges x ops) of one cell type and their sampler.
+
+    `kept[e]` lists the operations still alive on edge `e` (all of them until the
+    first pruning); it is plain Python data, saved in checkpoints as such.
+    """
+
+    def __init__(self, num_edges, num_ops, method="dirichlet", init_scale=1e-3):
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        self.method = method
+        self.num_ops = num_ops
+        self.alpha = nn.Parameter(init_scale * torch.randn(num_edges, num_ops))
+        self.tau = 1.0
+        self.kept = [list(range(num_ops)) for _ in range(num_edges)]
+        self.register_buffer("kept_index", self._index_of(self.kept), persistent=False)
+
+    @property
+    def num_edges(self):
+        return self.alpha.shape[0]
+
+    @staticmethod
+    def _index_of(kept):
+        return torch.tensor(kept, dtype=torch.long)
+
+    @property
+    def pruned(self):
+        return len(self.kept[0]) < self.num_ops
+
+    def _scatter(self, kept_values):
+        """Place values over the kept ops into an (edges x ops) tensor, zeros elsewhere."""
+        if not self.pruned:
+            return kept_values
+        full = kept_values.new_zeros(self.alpha.shape)
+        return full.scatter(1, self.kept_index, kept_values)
+
+    def kept_alpha(self):
+        return self.alpha if not self.pruned else self.alpha.gather(1, self.kept_index)
+
+    def sample(self):
+        """One draw of the mixing weights of every edge, in a single batched call."""
+        method = METHODS[self.method]
+        return self._scatter(method.sample(self.kept_alpha(), self.tau))
+
+    def mean(self):
+        """Expected mixing weights (Dirichlet mean beta / sum(beta) for DrNAS), no gradient."""
+        with torch.no_grad():
+            return self._scatter(METHODS[self.method].mean(self.kept_alpha()))
+
+    def best_ops(self):
+        """Index of the strongest op on every edge (paper eq. 4: argmax of the mean)."""
+        return self.mean().argmax(-1).tolist()
+
+    def hard_choices(self, weights):
+        """For GDAS, the sampled op of every edge (one host read per forward), else None."""
+        if not METHODS[self.method].hard:
+            return None
+        return weights.argmax(-1).tolist()
+
+    def anchor_kl(self):
+        """sum over edges of KL(Dir(beta) || Dir(1)): the `--reg_type kl` anchor (paper eq. 2)."""
+        beta = concentration(self.kept_alpha())
+        anchor = Dirichlet(torch.ones_like(beta), validate_args=False)
+        return kl_divergence(Dirichlet(beta, validate_args=False), anchor).sum()
+
+    @torch.no_grad()
+    def prune(self, num_keep):
+        """Keep the `num_keep` ops with the largest alpha on every edge (paper section 2.3)."""
+        if num_keep is None or num_keep >= len(self.kept[0]):
+            return
+        masked = torch.full_like(self.alpha, float("-inf"))
+        masked.scatter_(1, self.kept_index, self.kept_alpha())
+        top = masked.topk(num_keep, dim=-1).indices.sort(-1).values
+        self.set_kept(top.tolist())
+
+    def set_kept(self, kept):
+        """Restore the kept-op lists (from a checkpoint or a pruning step)."""
+        if len(kept) != self.num_edges or len({len(ops) for ops in kept}) != 1:
+            raise ValueError("every edge must keep the same number of operations")
+        self.kept = [sorted(int(o) for o in ops) for ops in kept]
+        self.kept_index = self._index_of(self.kept).to(self.alpha.device)
+
+    def summary(self):
+        """Plain lists for the results JSON: alpha, the expected weights and (DrNAS) beta."""
+        out = {"alpha": self.alpha.detach().cpu().tolist(), "mean": self.mean().cpu().tolist()}
+        if self.method == "dirichlet":
+            beta = self._scatter(concentration(self.kept_alpha().detach()))
+            out["beta"] = beta.cpu().tolist()
+        return out

@@ -1,0 +1,123 @@
+"""The architecture step of the bilevel search (DARTS section 2.3, DrNAS section 2).
+
+Works for any model that exposes `weights()`, `arch_parameters()`, `loss(x, y)` and,
+for the KL anchor, `anchor_kl()`.
+
+First order: Adam on the gradient of the validation loss with respect to the
+architecture parameters only (no weight gradients are computed: the authors' code
+computed them and threw them away).
+
+Second order (`--unrolled`, DARTS eq. 6-8): the gradient at the weights after one
+virtual SGD step w' = w - lr * (momentum * buf + dL_train/dw + wd * w),
+    dL_val(w', a)/da - lr * d2L_train(w, a)/da dw . dL_val(w', a)/dw',
+the Hessian-vector product by central finite differences with r = 0.01 / ||v||.
+Instead of building a copy of the model (the authors' `new()`, whose DARTS-space version
+dropped k, the regulariser and the masks), the virtual step is applied in place to the
+same model and undone afterwards, BatchNorm running statistics included, so the copy
+can never disagree with the model it stands for.
+"""
+import torch
+from torch import optim
+
+REG_TYPES = ("l2", "kl")
+
+
+def _grads(loss, params):
+    """d loss / d params; parameters the loss does not reach (pruned ops) get zeros."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+class Architect:
+    def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, weight_decay=None, unrolled=False):
+        """`reg_type` l2: the anchor is Adam weight decay `reg_scale` on alpha (pulls beta to 1);
+        kl: `reg_scale * KL(Dir(beta) || Dir(1))` is added to the validation loss (paper eq. 2).
+        `weight_decay` overrides the Adam weight decay (the ImageNet search's arch wd)."""
+        if reg_type not in REG_TYPES:
+            raise ValueError(f"unknown reg_type {reg_type!r}; known: {', '.join(REG_TYPES)}")
+        self.model = model
+        self.reg_type = reg_type
+        self.reg_scale = reg_scale
+        self.unrolled = unrolled
+        if weight_decay is None:
+            weight_decay = reg_scale if reg_type == "l2" else 0.0
+        self.optimizer = optim.Adam(
+            model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay
+        )
+
+    def objective(self, x, y):
+        """Validation loss, plus the KL anchor when `reg_type` is kl."""
+        loss = self.model.loss(x, y)
+        if self.reg_type == "kl":
+            loss = loss + self.reg_scale * self.model.anchor_kl()
+        return loss
+
+    def step(self, x_train, y_train, x_valid, y_valid, *, lr=None, weight_optimizer=None):
+        """One Adam step on the architecture parameters; returns the validation loss."""
+        alphas = self.model.arch_parameters()
+        if self.unrolled:
+            loss, grads = self.unrolled_grads(x_train, y_train, x_valid, y_valid, lr, weight_optimizer)
+        else:
+            loss = self.objective(x_valid, y_valid)
+            grads = _grads(loss, alphas)
+        for alpha, grad in zip(alphas, grads):
+            alpha.grad = grad
+        self.optimizer.step()
+        return loss.detach()
+
+    # --- second order -----------------------------------------------------------------
+    def unrolled_grads(self, x_train, y_train, x_valid, y_valid, lr, weight_optimizer):
+        model = self.model
+        weights, alphas = model.weights(), model.arch_parameters()
+        group = weight_optimizer.param_groups[0]
+        momentum, weight_decay = group.get("momentum", 0.0), group.get("weight_decay", 0.0)
+
+        train_grads = _grads(model.loss(x_train, y_train), weights)
+        saved_weights = [w.detach().clone() for w in weights]
+        saved_buffers = [b.detach().clone() for b in model.buffers()]
+        with torch.no_grad():
+            for w, g in zip(weights, train_grads):
+                step = g + weight_decay * w
+                buf = weight_optimizer.state.get(w, {}).get("momentum_buffer")
+                if buf is not None:
+                    step = step + momentum * buf
+                w.sub_(lr * step)
+        loss = self.objective(x_valid, y_valid)
+        grads = _grads(loss, alphas + weights)
+        alpha_grads, weight_grads = grads[: len(alphas)], grads[len(alphas):]
+        self._restore(weights, saved_weights, model.buffers(), saved_buffers)
+
+        hessian_vector = self.hessian_vector_product(weight_grads, x_train, y_train, saved_weights)
+        return loss, [g - lr * h for g, h in zip(alpha_grads, hessian_vector)]
+
+    def hessian_vector_product(self, vector, x, y, saved_weights=None, r=1e-2):
+        """d2 L_train / da dw . vector by central differences (DARTS eq. 8)."""
+        model = self.model
+        weights, alphas = model.weights(), model.arch_parameters()
+        if saved_weights is None:
+            saved_weights = [w.detach().clone() for w in weights]
+        radius = r / torch.cat([v.flatten() for v in vector]).norm()  # a device scalar: no sync
+        sides = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                for w, w0, v in zip(weights, saved_weights, vector):
+                    w.copy_(w0 + sign * radius * v)
+            sides.append(_grads(model.loss(x, y), alphas))
+        with torch.no_grad():
+            for w, w0 in zip(weights, saved_weights):
+                w.copy_(w0)
+        return [(plus - minus) / (2 * radius) for plus, minus in zip(*sides)]
+
+    @staticmethod
+    @torch.no_grad()
+    def _restore(weights, saved_weights, buffers, saved_buffers):
+        for w, w0 in zip(weights, saved_weights):
+            w.copy_(w0)
+        for b, b0 in zip(buffers, saved_buffers):
+            b.copy_(b0)
+
+    def state_dict(self):
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state):
+        self.optimizer.load_state_dict(state)

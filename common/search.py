@@ -1,0 +1,247 @@
+"""The search loop, written once for every space and script.
+
+Each step (DARTS/DrNAS bilevel loop): (a) an architecture step on a batch from the
+architecture half of the data, (b) a weight step (SGD, gradient-norm clip over the
+weights only) on a batch from the weight half. Epochs are grouped into stages
+(progressive learning, paper section 2.3); a plain search is one stage.
+
+No host-device synchronisation happens inside a step: losses, accuracies and the
+divergence flag accumulate on the device and are read only when a line is printed.
+"""
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.checkpoint import CHECKPOINT_NAME, rng_state, save_checkpoint, set_rng_state
+from common.errors import UserError
+from common.run import Progress
+
+
+class Diverged(UserError):
+    """The loss became non-finite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    epochs: int
+    k: int = 1  # partial-channel parameter during this stage
+    num_keep: Optional[int] = None  # ops kept per edge from this stage on (None: all)
+    arch_start: int = 0  # first epoch *within this stage* with architecture updates (the
+    # authors count the warm-up per stage, kept on purpose)
+
+
+def stage_of(stages, epoch):
+    """(stage index, epoch within the stage) of a global epoch index."""
+    for index, stage in enumerate(stages):
+        if epoch < stage.epochs:
+            return index, epoch
+        epoch -= stage.epochs
+    raise ValueError("epoch beyond the last stage")
+
+
+class Meter:
+    """Sums of loss and correct predictions on the device, plus the first non-finite step."""
+
+    def __init__(self, device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        self.count = 0
+
+    def add(self, step, loss, logits, target):
+        loss = loss.detach()
+        self.loss_sum += loss * target.shape[0]
+        self.correct += (logits.detach().argmax(1) == target).sum()
+        self.count += target.shape[0]
+        self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(loss), step, self.first_bad)
+
+    def read(self):
+        """(mean loss, accuracy in %, first non-finite step or -1): one host read."""
+        loss_sum, correct, first_bad = torch.stack(
+            [self.loss_sum, self.correct.to(self.loss_sum.dtype), self.first_bad.to(self.loss_sum.dtype)]
+        ).tolist()
+        count = max(self.count, 1)
+        return loss_sum / count, 100.0 * correct / count, int(first_bad)
+
+
+def search_step(model, architect, weight_optimizer, batch, arch_batch, *, update_arch, grad_clip):
+    """One bilevel step; returns (weight loss, logits), both detached, still on the device."""
+    x, y = batch
+    model.train()
+    if update_arch:
+        lr = weight_optimizer.param_groups[0]["lr"]
+        architect.step(x, y, *arch_batch, lr=lr, weight_optimizer=weight_optimizer)
+    weights = model.weights()
+    weight_optimizer.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward(inputs=weights)  # weight gradients only: the architecture has its own step
+    nn.utils.clip_grad_norm_(weights, grad_clip)  # the weights only (the authors' code clipped alpha too)
+    weight_optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def train_epoch(model, architect, weight_optimizer, train_loader, arch_stream, *, update_arch,
+                grad_clip, progress, check_divergence):
+    meter = Meter(next(model.parameters()).device)
+    for step, batch in enumerate(train_loader):
+        arch_batch = next(arch_stream) if update_arch else None
+        loss, logits = search_step(model, architect, weight_optimizer, batch, arch_batch,
+                                   update_arch=update_arch, grad_clip=grad_clip)
+        meter.add(step, loss, logits, batch[1])
+        if progress.due(step):
+            mean_loss, acc, first_bad = meter.read()
+            check_divergence(first_bad)
+            progress.show(step, mean_loss, acc)
+    mean_loss, acc, first_bad = meter.read()
+    check_divergence(first_bad)
+    return mean_loss, acc
+
+
+@torch.no_grad()
+def evaluate(model, loader):
+    """Mean loss and accuracy (%) over a loader, in eval mode."""
+    model.eval()
+    meter = Meter(next(model.parameters()).device)
+    for step, (x, y) in enumerate(loader):
+        logits = model(x)
+        meter.add(step, F.cross_entropy(logits, y), logits, y)
+    loss, acc, _ = meter.read()
+    return loss, acc
+
+
+def set_tau(model, tau):
+    for arch in model.arch_weights().values():
+        arch.tau = tau
+
+
+def masks(model):
+    return {name: arch.kept for name, arch in model.arch_weights().items()}
+
+
+def load_masks(model, saved):
+    for name, arch in model.arch_weights().items():
+        arch.set_kept(saved[name])
+
+
+@dataclass
+class SearchParts:
+    """Everything the loop needs, built by the script."""
+
+    model: nn.Module
+    architect: object
+    weight_optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_loader: object  # weight half, augmented, shuffled
+    arch_loader: object  # architecture half, augmented, shuffled
+    valid_loader: object  # architecture half, plain: the validation figure of each epoch
+    stages: list
+    grad_clip: float = 5.0
+    report_freq: int = 50
+    tau: Optional[Callable] = None  # epoch -> Gumbel temperature (SNAS, GDAS)
+    benchmark: Optional[Callable] = None  # genotype -> dict of accuracies
+    enter_stage: Optional[Callable] = None  # (parts, stage index) -> None: prune and widen
+
+
+def checkpoint_state(parts, run, epoch):
+    return {
+        "epoch": epoch,  # epochs completed
+        "stage": stage_of(parts.stages, epoch - 1)[0],
+        "k": parts.stages[stage_of(parts.stages, epoch - 1)[0]].k,
+        "model": parts.model.state_dict(),
+        "masks": masks(parts.model),
+        "weight_optimizer": parts.weight_optimizer.state_dict(),
+        "arch_optimizer": parts.architect.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "loaders": {name: getattr(parts, name).state_dict()
+                    for name in ("train_loader", "arch_loader", "valid_loader")},
+        "rng": rng_state(),
+        "args": run.results["args"],
+        "results": run.results,
+    }
+
+
+def restore(parts, state):
+    """Load a checkpoint into freshly built parts (the model already at the saved k)."""
+    load_masks(parts.model, state["masks"])
+    parts.model.load_state_dict(state["model"])
+    parts.weight_optimizer.load_state_dict(state["weight_optimizer"])
+    parts.architect.load_state_dict(state["arch_optimizer"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    for name, loader_state in state["loaders"].items():
+        getattr(parts, name).load_state_dict(loader_state)
+    set_rng_state(state["rng"])
+    return state["epoch"]
+
+
+def run_search(parts, run, *, start_epoch=0, stop_after_epoch=None):
+    """Run (or continue) the search; returns the final genotype."""
+    from common.data import cycle
+
+    total = sum(stage.epochs for stage in parts.stages)
+    steps = len(parts.train_loader)
+    model, log = parts.model, run.log
+    genotype = model.genotype()
+    for epoch in range(start_epoch, total):
+        stage_index, stage_epoch = stage_of(parts.stages, epoch)
+        stage = parts.stages[stage_index]
+        if stage_epoch == 0 and stage_index > 0 and parts.enter_stage is not None:
+            parts.enter_stage(parts, stage_index)
+        lr = parts.weight_optimizer.param_groups[0]["lr"]
+        tau = parts.tau(epoch) if parts.tau else None
+        if tau is not None:
+            set_tau(model, tau)
+        update_arch = stage_epoch >= stage.arch_start
+        log.info(f"epoch {epoch + 1}/{total} stage {stage_index + 1} k {stage.k} lr {lr:.6f}"
+                 + (f" tau {tau:.3f}" if tau is not None else "")
+                 + ("" if update_arch else " (architecture warm-up: weights only)"))
+
+        def check_divergence(first_bad, epoch=epoch):
+            if first_bad >= 0:
+                run.save_results(diverged={"epoch": epoch + 1, "step": first_bad + 1})
+                raise Diverged(
+                    f"training diverged: non-finite loss at epoch {epoch + 1}, step {first_bad + 1}; "
+                    f"the last good checkpoint ({epoch} epochs done) is kept in {run.dir / CHECKPOINT_NAME}: "
+                    "lower --learning_rate or --arch_learning_rate and start again")
+
+        started = time.time()
+        progress = Progress(log, f"epoch {epoch + 1}", steps, parts.train_loader.batch_size,
+                            parts.report_freq, steps_after=steps * (total - epoch - 1))
+        train_loss, train_acc = train_epoch(
+            model, parts.architect, parts.weight_optimizer, parts.train_loader,
+            cycle(parts.arch_loader), update_arch=update_arch, grad_clip=parts.grad_clip,
+            progress=progress, check_divergence=check_divergence)
+        train_time = time.time() - started
+        valid_loss, valid_acc = evaluate(model, parts.valid_loader)
+        parts.scheduler.step()
+
+        genotype = model.genotype()
+        record = {
+            "epoch": epoch + 1, "stage": stage_index + 1, "k": stage.k, "lr": lr, "tau": tau,
+            "arch_updates": update_arch, "train_loss": train_loss, "train_acc": train_acc,
+            "valid_loss": valid_loss, "valid_acc": valid_acc, "genotype": genotype,
+            "arch": {name: arch.summary() for name, arch in model.arch_weights().items()},
+            "benchmark": parts.benchmark(genotype) if parts.benchmark else None,
+            "epoch_time_s": time.time() - started, "images_per_s": steps * parts.train_loader.batch_size / train_time,
+        }
+        log.info(f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.2f}% | "
+                 f"valid loss {valid_loss:.4f} acc {valid_acc:.2f}% | {record['epoch_time_s']:.1f} s")
+        log.info(f"genotype {genotype}")
+        if record["benchmark"]:
+            log.info("benchmark " + " ".join(f"{k} {v:.2f}" for k, v in record["benchmark"].items()))
+        run.scalars(epoch + 1, {k: v for k, v in record.items() if k not in ("epoch", "stage")})
+        run.scalars(epoch + 1, record["benchmark"] or {}, prefix="benchmark/")
+        run.results["epochs"].append(record)
+        run.results.update(genotype=genotype, benchmark=record["benchmark"], epochs_done=epoch + 1)
+        run.results["wall_time_s"] = run.elapsed_before + time.time() - run.started
+        save_checkpoint(run.dir / CHECKPOINT_NAME, checkpoint_state(parts, run, epoch + 1))
+        run.save_results()
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < total:
+            log.info(f"stopping after epoch {epoch + 1} as asked; continue with --resume {run.dir}")
+            return genotype
+    run.save_results(finished=True)
+    return genotype
