@@ -119,6 +119,13 @@ class Network(nn.Module):
         """The ArchWeights of each cell type, by name (one type in this space)."""
         return {"cell": self.arch}
 
+    def edge_ops(self):
+        """(cell type, edge index, MixedOp) for every edge of every search cell."""
+        for layer in self.layers:
+            if isinstance(layer, SearchCell):
+                for edge, op in enumerate(layer.edges):
+                    yield "cell", edge, op
+
     def loss(self, x, y):
         return F.cross_entropy(self(x), y)
 
@@ -126,8 +133,13 @@ class Network(nn.Module):
         return self.arch.anchor_kl()
 
     def genotype(self):
-        """The derived cell as a NAS-Bench-201 architecture string."""
-        return genotype_string(self.arch.best_ops())
+        """The derived cell (argmax of the expected weights, paper eq. 4) as a benchmark string."""
+        return self.genotype_from({"cell": self.arch.mean()})
+
+    @staticmethod
+    def genotype_from(weights):
+        """The cell given mixing weights ({'cell': edges x ops}): the strongest op per edge."""
+        return genotype_string(weights["cell"].argmax(-1).tolist())
 
 
 def genotype_string(op_indices):

@@ -7,6 +7,7 @@ Flags and defaults are the authors'; `--device`, `--resume`, `--output_dir`,
 common/search.py; this script only wires the parts together.
 """
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -17,18 +18,19 @@ from common.checkpoint import check_same_settings, load_checkpoint
 from common.data import DATASETS, DeviceLoader, load_dataset, search_split, subset
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 from common.run import PROJECT_ROOT, Run, default_output_dir, resolve_device, seed_everything
-from common.search import SearchParts, Stage, restore, run_search
+from common.progressive import apply_masks, prune_and_widen
+from common.search import SearchParts, Stage, load_masks, restore, run_search
 from space201.architect import build_architect
-from space201.model_search import Network
+from space201.model_search import OPS, Network
 
 # Flags that may change between a run and its --resume (all others must match the checkpoint).
 RESUME_MAY_DIFFER = {"resume", "device", "data", "api_path", "report_freq", "output_dir",
                      "stop_after_epoch", "save"}
 
 
-def build_parser():
+def build_parser(progressive=False):
     p = ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=str(PROJECT_ROOT / "data"), help="folder holding the datasets")
     p.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
     p.add_argument("--method", default="dirichlet", choices=sorted(METHODS),
@@ -38,10 +40,17 @@ def build_parser():
     p.add_argument("--learning_rate_min", type=float, default=0.001, help="cosine schedule floor")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight_decay", type=float, default=3e-4)
-    p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--init_channels", type=int, default=16, help="C: channels of the first stage")
     p.add_argument("--num_cells", type=int, default=5, help="N: cells per stage")
-    p.add_argument("--k", type=int, default=1, help="partial channels: ops see C/k channels")
+    if progressive:
+        p.add_argument("--ks", type=int, nargs="+", default=[4, 2], help="partial-channel k per stage")
+        p.add_argument("--num_keeps", type=int, nargs="+", default=[5, 3], help="ops kept per edge per stage")
+        p.add_argument("--train_epochs", type=int, nargs="+", default=[50, 50], help="epochs per stage")
+        p.add_argument("--arch_start_epoch", type=int, default=10,
+                       help="architecture updates start at this epoch of every stage (the authors' warm-up)")
+    else:
+        p.add_argument("--epochs", type=int, default=100)
+        p.add_argument("--k", type=int, default=1, help="partial channels: ops see C/k channels")
     p.add_argument("--cutout", action="store_true", help="cutout on the search data")
     p.add_argument("--cutout_length", type=int, default=16)
     p.add_argument("--seed", type=int, default=2)
@@ -56,6 +65,11 @@ def build_parser():
                    help="anchor regulariser: l2 = Adam weight decay on alpha, kl = KL to Dir(1)")
     p.add_argument("--reg_scale", type=float, default=1e-3, help="anchor strength lambda")
     p.add_argument("--api_path", default=None, help="NAS-Bench-201 file to query every epoch")
+    p.add_argument("--sample_archs", type=int, default=0,
+                   help="every epoch, sample N architectures from the distribution (paper figure 1)")
+    p.add_argument("--hessian_freq", type=int, default=0,
+                   help="every E epochs, the dominant Hessian eigenvalue w.r.t. alpha (figures 4-5)")
+    p.add_argument("--hessian_batches", type=int, default=4, help="validation batches for the eigenvalue")
     p.add_argument("--report_freq", type=int, default=50, help="log every N steps (non-terminal output)")
     p.add_argument("--save", default="exp", help="experiment name, part of the output folder name")
     p.add_argument("--output_dir", default=None, help="output folder (default: experiments/201-space/...)")
@@ -67,13 +81,34 @@ def build_parser():
     return p
 
 
-def check_args(args):
-    if args.init_channels % args.k:
-        raise UserError(f"--k {args.k} does not divide --init_channels {args.init_channels}: "
-                        "pick k among the divisors (1, 2, 4, 8 for 16 channels)")
-    for name in ("epochs", "batch_size", "init_channels", "num_cells", "k"):
+def stages_of(args):
+    """The search's stages: one for a plain search, the progressive schedule otherwise."""
+    if not hasattr(args, "ks"):
+        return [Stage(args.epochs, args.k)]
+    lengths = {len(args.ks), len(args.num_keeps), len(args.train_epochs)}
+    if len(lengths) != 1:
+        raise UserError(f"--ks {args.ks}, --num_keeps {args.num_keeps} and --train_epochs "
+                        f"{args.train_epochs} must list one value per stage each")
+    if any(b > a for a, b in zip(args.num_keeps, args.num_keeps[1:])):
+        raise UserError(f"--num_keeps {args.num_keeps} must not grow from stage to stage")
+    if any(b > a for a, b in zip(args.ks, args.ks[1:])):
+        raise UserError(f"--ks {args.ks} must not grow from stage to stage (widening only)")
+    if not 1 <= args.num_keeps[-1] <= len(OPS) or args.num_keeps[0] > len(OPS):
+        raise UserError(f"--num_keeps {args.num_keeps} must lie between 1 and {len(OPS)}")
+    return [Stage(epochs, k, keep, args.arch_start_epoch)
+            for epochs, k, keep in zip(args.train_epochs, args.ks, args.num_keeps)]
+
+
+def check_args(args, stages):
+    for name in ("batch_size", "init_channels", "num_cells"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    for stage in stages:
+        if stage.epochs < 1 or stage.k < 1:
+            raise UserError(f"epochs and k must be at least 1, got {stage.epochs} and {stage.k}")
+        if args.init_channels % stage.k:
+            raise UserError(f"k={stage.k} does not divide --init_channels {args.init_channels}: "
+                            "pick k among its divisors (1, 2, 4, 8 for 16 channels)")
     if not 0 < args.train_portion < 1:
         raise UserError(f"--train_portion must lie strictly between 0 and 1, got {args.train_portion}")
 
@@ -96,23 +131,35 @@ def search_loaders(args, device):
     return data.num_classes, train, arch, valid
 
 
-def build_search(args, device, benchmark=None, k=None):
-    """Model, optimizers and loaders for a search with these flags (k: the network's current k)."""
+def build_search(args, stages, device, benchmark=None, k=None, masks=None):
+    """Model, optimizers and loaders; `k` and `masks` rebuild the network of a checkpoint."""
     num_classes, train, arch, valid = search_loaders(args, device)
-    model = Network(args.init_channels, args.num_cells, num_classes, args.method, k or args.k).to(device)
+    model = Network(args.init_channels, args.num_cells, num_classes, args.method, k or stages[0].k)
+    model.to(device)
+    if masks:
+        load_masks(model, masks)
+        apply_masks(model)
     weight_optimizer = torch.optim.SGD(model.weights(), args.learning_rate,
                                        momentum=args.momentum, weight_decay=args.weight_decay)
+    total_epochs = sum(stage.epochs for stage in stages)
+    # one cosine schedule over all stages: it continues through pruning and widening
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        weight_optimizer, args.epochs, eta_min=args.learning_rate_min)
+        weight_optimizer, total_epochs, eta_min=args.learning_rate_min)
     tau = None
     if METHODS[args.method].uses_tau:
         def tau(epoch):
-            return annealed_tau(epoch, args.epochs, args.tau_max, args.tau_min)
+            return annealed_tau(epoch, total_epochs, args.tau_max, args.tau_min)
+
+    def enter_stage(parts, index):
+        stage = parts.stages[index]
+        prune_and_widen(parts.model, parts.weight_optimizer, stage.num_keep, stage.k)
+
     return SearchParts(
         model=model, architect=build_architect(model, args), weight_optimizer=weight_optimizer,
         scheduler=scheduler, train_loader=train, arch_loader=arch, valid_loader=valid,
-        stages=[Stage(args.epochs, args.k)], grad_clip=args.grad_clip,
-        report_freq=args.report_freq, tau=tau, benchmark=benchmark)
+        stages=stages, grad_clip=args.grad_clip, report_freq=args.report_freq, tau=tau,
+        benchmark=benchmark, enter_stage=enter_stage, sample_archs=args.sample_archs,
+        hessian_freq=args.hessian_freq, hessian_batches=args.hessian_batches)
 
 
 def open_benchmark(api_path, log):
@@ -125,15 +172,14 @@ def open_benchmark(api_path, log):
     bench = Benchmark201.load(api_path, log=log.info)
 
     def query(genotype):
-        return bench.query(genotype)
+        return bench.query(genotype) if genotype in bench else None
 
     return query
 
 
-@exit_on_user_error
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    check_args(args)
+def run(args, stages):
+    """A search (plain or progressive) with parsed flags; returns the final genotype."""
+    check_args(args, stages)
     device = resolve_device(args.device)
     checkpoint = None
     if args.resume:
@@ -149,20 +195,28 @@ def main(argv=None):
     run = Run(out_dir, vars(args), device, results=checkpoint["results"] if checkpoint else None)
     try:
         run.log.info(f"args {vars(args)}")
+        run.results["stages"] = [dataclasses.asdict(stage) for stage in stages]
         benchmark = open_benchmark(args.api_path, run.log)
-        parts = build_search(args, device, benchmark)
-        n_weights = sum(p.numel() for p in parts.model.weights())
-        run.log.info(f"device {device}; supernet weights {n_weights:,} (k={args.k}); "
-                     f"{len(parts.train_loader)} steps per epoch")
-        start = restore(parts, checkpoint) if checkpoint else 0
         if checkpoint:
+            parts = build_search(args, stages, device, benchmark, checkpoint["k"], checkpoint["masks"])
+            start = restore(parts, checkpoint)
             run.log.info(f"resumed from {out_dir} after epoch {start}")
+        else:
+            parts, start = build_search(args, stages, device, benchmark), 0
+        n_weights = sum(p.numel() for p in parts.model.weights())
+        run.log.info(f"device {device}; supernet weights {n_weights:,}; {len(parts.train_loader)} steps per epoch")
         genotype = run_search(parts, run, start_epoch=start, stop_after_epoch=args.stop_after_epoch)
         run.log.info(f"found architecture: {genotype}")
         run.log.info(f"log {run.dir / 'log.txt'} | TensorBoard {run.dir / 'tb'} | results {run.results_path}")
         return genotype
     finally:
         run.close()
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return run(args, stages_of(args))
 
 
 if __name__ == "__main__":

@@ -122,6 +122,16 @@ class ArchWeights(nn.Module):
         method = METHODS[self.method]
         return self._scatter(method.sample(self.kept_alpha(), self.tau))
 
+    @torch.no_grad()
+    def sample_many(self, count):
+        """`count` independent draws (count x edges x ops), no gradient: for exploration."""
+        alpha = self.kept_alpha().expand(count, *self.kept_alpha().shape)
+        draws = METHODS[self.method].sample(alpha, self.tau)
+        if not self.pruned:
+            return draws
+        index = self.kept_index.expand(count, *self.kept_index.shape)
+        return draws.new_zeros(count, *self.alpha.shape).scatter(2, index, draws)
+
     def mean(self):
         """Expected mixing weights (Dirichlet mean beta / sum(beta) for DrNAS), no gradient."""
         with torch.no_grad():

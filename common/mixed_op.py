@@ -8,6 +8,8 @@ Operations that cannot contribute are not computed: ops pruned away on this edge
 from the host-side kept list) and `none`, whose output is zero (its weight's gradient
 <grad, 0> is zero too, so skipping it changes nothing).
 """
+import functools
+
 import torch
 from torch import nn
 
@@ -23,6 +25,33 @@ def channel_shuffle(x, groups):
     return x.reshape(batch, channels, height, width)
 
 
+def widen_like(tensor, new_shape, old_width, new_width, source_channel):
+    """Index every dimension that grows from `old_width` to `new_width` with g (paper eq. 8)."""
+    for dim, (old, new) in enumerate(zip(tensor.shape, new_shape)):
+        if old != new:
+            if (old, new) != (old_width, new_width):
+                raise ValueError(f"cannot widen a {tuple(tensor.shape)} tensor to {tuple(new_shape)}")
+            tensor = tensor.index_select(dim, source_channel)
+    return tensor
+
+
+def channel_map(old_width, new_width, device=None):
+    """g(j) = j for j < n, a random old channel for j >= n (paper eq. 7); global torch RNG."""
+    extra = torch.randint(0, old_width, (new_width - old_width,))
+    return torch.cat([torch.arange(old_width), extra]).to(device)
+
+
+class PrunedOp(nn.Module):
+    """Stands in for a pruned op: holds no weights and must never run."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def forward(self, x):
+        raise RuntimeError(f"pruned op {self.name} was called")
+
+
 class MixedOp(nn.Module):
     """One edge: candidate ops built by `make_op(name, channels)` on `C // k` channels."""
 
@@ -31,10 +60,42 @@ class MixedOp(nn.Module):
         if channels % k:
             raise ValueError(f"k={k} does not divide the {channels} channels of an edge")
         self.op_names = list(op_names)
-        self.k = k
+        self.make_op, self.channels, self.k = make_op, channels, k
         self.ops = nn.ModuleList(make_op(name, channels // k) for name in self.op_names)
         self.bypass = bypass  # e.g. MaxPool2d(2, 2) in a DARTS reduction cell
         self.zero_ops = {i for i, name in enumerate(self.op_names) if name == ZERO_OP}
+
+    def drop(self, kept):
+        """Free the modules of the ops pruned from this edge (they are never called again)."""
+        for index in range(len(self.ops)):
+            if index not in kept:
+                self.ops[index] = PrunedOp(self.op_names[index])
+
+    def widen(self, k_new, kept, source_channel):
+        """Rebuild the kept ops on `channels // k_new` channels from the current ones (paper eq. 7-8).
+
+        `source_channel[j]` is g(j): new channel j copies old channel g(j) in every tensor
+        dimension that grows (conv output and input channels, depthwise groups, BatchNorm
+        weights and running statistics). One map serves every op of the edge, so the
+        widened channels stay consistent through the sum of the ops. Returns
+        {old parameter: (new parameter, widen function)} for the optimizer's state to follow.
+        """
+        old_width, new_width = self.channels // self.k, self.channels // k_new
+        moved = {}
+        for index in kept:
+            old = self.ops[index]
+            new = self.make_op(self.op_names[index], new_width).to(source_channel.device)
+            old_params = dict(old.named_parameters())
+            state = {name: widen_like(tensor, new_tensor.shape, old_width, new_width, source_channel)
+                     for (name, tensor), new_tensor in zip(old.state_dict().items(), new.state_dict().values())}
+            new.load_state_dict(state)
+            for name, param in new.named_parameters():
+                moved[old_params[name]] = (param, functools.partial(
+                    widen_like, new_shape=param.shape, old_width=old_width,
+                    new_width=new_width, source_channel=source_channel))
+            self.ops[index] = new
+        self.k = k_new
+        return moved
 
     def _split(self, x):
         if self.k == 1:

@@ -8,6 +8,7 @@ weights only) on a batch from the weight half. Epochs are grouped into stages
 No host-device synchronisation happens inside a step: losses, accuracies and the
 divergence flag accumulate on the device and are read only when a line is printed.
 """
+import json
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -145,6 +146,39 @@ class SearchParts:
     tau: Optional[Callable] = None  # epoch -> Gumbel temperature (SNAS, GDAS)
     benchmark: Optional[Callable] = None  # genotype -> dict of accuracies
     enter_stage: Optional[Callable] = None  # (parts, stage index) -> None: prune and widen
+    sample_archs: int = 0  # architectures sampled every epoch for the exploration record
+    hessian_freq: int = 0  # every this many epochs, the dominant Hessian eigenvalue (0: never)
+    hessian_batches: int = 4  # fixed validation batches for the eigenvalue
+
+
+def forked_rng(device):
+    """Diagnostics draw from a forked RNG: the search is identical with or without them."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+
+
+def explore(model, count, benchmark, seed):
+    """Paper figure 1: sample `count` architectures from the current distribution, discretise
+    each by argmax, count the distinct ones and (with a benchmark) their accuracy range."""
+    with forked_rng(next(model.parameters()).device):
+        torch.manual_seed(seed)
+        draws = {name: arch.sample_many(count) for name, arch in model.arch_weights().items()}
+    genotypes = [model.genotype_from({name: d[i] for name, d in draws.items()}) for i in range(count)]
+    record = {"samples": count, "distinct": len({json.dumps(g, sort_keys=True) for g in genotypes}),
+              "benchmark": None}
+    found = [acc for acc in map(benchmark, genotypes) if acc] if benchmark else []
+    if found:
+        record["benchmark"] = {
+            metric: {"min": min(values), "mean": sum(values) / len(values), "max": max(values)}
+            for metric in found[0]
+            for values in [[acc[metric] for acc in found if acc[metric] is not None]] if values}
+    return record
+
+
+def hessian_eigenvalue(model, loader, num_batches, seed):
+    from common.hessian import arch_hessian_eigenvalue
+
+    batches = [batch for _, batch in zip(range(num_batches), loader)]
+    return arch_hessian_eigenvalue(model, batches, seed=seed)
 
 
 def checkpoint_state(parts, run, epoch):
@@ -226,8 +260,16 @@ def run_search(parts, run, *, start_epoch=0, stop_after_epoch=None):
             "valid_loss": valid_loss, "valid_acc": valid_acc, "genotype": genotype,
             "arch": {name: arch.summary() for name, arch in model.arch_weights().items()},
             "benchmark": parts.benchmark(genotype) if parts.benchmark else None,
-            "epoch_time_s": time.time() - started, "images_per_s": steps * parts.train_loader.batch_size / train_time,
+            "images_per_s": steps * parts.train_loader.batch_size / train_time,
         }
+        if parts.sample_archs:
+            record["exploration"] = explore(model, parts.sample_archs, parts.benchmark, seed=epoch)
+            log.info(f"exploration: {record['exploration']['distinct']} distinct of {parts.sample_archs} sampled")
+        if parts.hessian_freq and (epoch + 1) % parts.hessian_freq == 0:
+            record["hessian_eigenvalue"] = hessian_eigenvalue(
+                model, parts.valid_loader, parts.hessian_batches, seed=epoch)
+            log.info(f"dominant Hessian eigenvalue w.r.t. alpha: {record['hessian_eigenvalue']:.4f}")
+        record["epoch_time_s"] = time.time() - started
         log.info(f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.2f}% | "
                  f"valid loss {valid_loss:.4f} acc {valid_acc:.2f}% | {record['epoch_time_s']:.1f} s")
         log.info(f"genotype {genotype}")

@@ -1,0 +1,25 @@
+"""DrNAS search on NAS-Bench-201 with progressive learning (paper section 2.3).
+
+    cd 201-space && python train_search_progressive.py --dataset cifar10
+
+The authors' schedule: k 4 then 2, ops kept 5 then 3, 50 + 50 epochs, architecture updates
+from epoch 10 of each stage (`--ks`, `--num_keeps`, `--train_epochs`, `--arch_start_epoch`).
+Every other flag is train_search.py's.
+"""
+from common.errors import exit_on_user_error
+from space201 import train_search
+
+
+@exit_on_user_error
+def main(argv=None):
+    parser = train_search.build_parser(progressive=True)
+    parser.description = __doc__.splitlines()[0]
+    args = parser.parse_args(argv)
+    stages = train_search.stages_of(args)
+    # the flags the rest of the code reads: the total length and the first stage's k
+    args.epochs, args.k = sum(args.train_epochs), args.ks[0]
+    return train_search.run(args, stages)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Time the search step (architecture step + weight step) and measure its peak memory.
+
+    python scripts/benchmark_search.py --space 201 --k 1 --batch_size 64 --device cpu
+
+Runs `--warmup` steps, then times `--steps` steps of `common.search.search_step` on random
+CIFAR-shaped batches (data loading is not part of the step) and prints JSON: median and
+mean step time, images per second (weight batch / median step) and peak memory: CUDA max
+allocated on a GPU; on a CPU the process's peak resident set size, beside the resident
+size after set-up so the step's own share can be read off.
+"""
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+from common.errors import ArgumentParser, UserError, exit_on_user_error
+from common.run import resolve_device, seed_everything
+from common.search import search_step
+
+
+def build_201(args, device):
+    from common.architect import Architect
+    from common.progressive import apply_masks
+    from common.search import load_masks
+    from space201.model_search import Network
+
+    if args.init_channels % args.k:
+        raise UserError(f"--k {args.k} does not divide --init_channels {args.init_channels}")
+    model = Network(args.init_channels, args.num_cells, 10, args.method, args.k).to(device)
+    if args.num_keep:  # a later progressive stage: weakest ops pruned (here: the first ones)
+        load_masks(model, {"cell": [list(range(5 - args.num_keep, 5))] * 6})
+        apply_masks(model)
+    architect = Architect(model, lr=3e-4, reg_scale=1e-3, unrolled=args.unrolled)
+    optimizer = torch.optim.SGD(model.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
+    return model, architect, optimizer, (3, 32, 32)
+
+
+SPACES = {"201": build_201}
+
+
+def build_parser():
+    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--space", default="201", choices=sorted(SPACES))
+    p.add_argument("--k", type=int, default=1)
+    p.add_argument("--num_keep", type=int, default=None,
+                   help="ops kept per edge (a progressive stage after pruning; default: all)")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--init_channels", type=int, default=16)
+    p.add_argument("--num_cells", type=int, default=5)
+    p.add_argument("--method", default="dirichlet")
+    p.add_argument("--unrolled", action="store_true")
+    p.add_argument("--steps", type=int, default=10, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    model, architect, optimizer, shape = SPACES[args.space](args, device)
+    g = torch.Generator().manual_seed(args.seed)
+
+    def batch():
+        x = torch.randn(args.batch_size, *shape, generator=g).to(device)
+        return x, torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
+
+    batches = [(batch(), batch()) for _ in range(4)]
+    setup_rss = rss_mb()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for step in range(args.warmup + args.steps):
+        train, arch = batches[step % len(batches)]
+        synchronize(device)
+        start = time.perf_counter()
+        search_step(model, architect, optimizer, train, arch, update_arch=True, grad_clip=5.0)
+        synchronize(device)
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    report = {
+        "space": args.space, "k": args.k, "num_keep": args.num_keep, "batch_size": args.batch_size, "init_channels": args.init_channels,
+        "num_cells": args.num_cells, "method": args.method, "unrolled": args.unrolled,
+        "device": str(device), "threads": torch.get_num_threads(),
+        "steps": args.steps, "median_step_s": median, "mean_step_s": statistics.fmean(times),
+        "images_per_s": args.batch_size / median,
+        "weights": sum(p.numel() for p in model.weights()),
+        "torch": str(torch.__version__), "cpu": platform.processor() or platform.machine(),
+    }
+    if device.type == "cuda":
+        report["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        report["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        report["peak_memory_mb"] = rss_mb()
+        report["setup_rss_mb"] = setup_rss
+    json.dump(report, sys.stdout, indent=1)
+    print()
+    return report
+
+
+if __name__ == "__main__":
+    main()
