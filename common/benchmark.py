@@ -38,23 +38,15 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import torch
 
+from common.checkpoint import atomic_write
 from common.errors import UserError
-
-METRICS = (
-    "cifar10_valid",
-    "cifar10_test",
-    "cifar100_valid",
-    "cifar100_test",
-    "imagenet16_valid",
-    "imagenet16_test",
-)
+from common.results import METRICS  # the six metric names above, in this order
 
 # (dataset given to get_more_info, the key of its result, the metric it fills). For
 # 'cifar10-valid' get_more_info's 'valid-accuracy' is set 'x-valid'; for 'cifar10' its
@@ -177,31 +169,31 @@ class Benchmark201:
             raise UserError(
                 f"NAS-Bench-201 file {path} holds no 200-epoch results for the six metrics: {_DOWNLOAD_HINT}"
             )
-        payload = {
-            "format": _TABLE_FORMAT,
-            "version": _TABLE_VERSION,
-            "source": signature,
-            "metrics": list(METRICS),
-            "archs": table,
-        }
-        written, errors = None, []
-        for table_path in candidates:
-            try:
-                _write_json_atomic(table_path, payload)
-            except OSError as err:
-                errors.append(f"{table_path.parent}: {err.strerror or err}")
-                continue
-            written = table_path
-            break
-        if written is not None:
-            log(f"NAS-Bench-201: wrote the accuracy table ({len(table)} architectures) to {written}")
-        else:
-            log("NAS-Bench-201: could not write the accuracy table (" + "; ".join(errors)
-                + "); the next run loads the benchmark file again (pass a writable cache folder)")
+        written = write_table(path, table, cache_dir, log)
         return cls(table, source=path, from_table=False, table_path=written)
 
 
 # ---------------------------------------------------------------------- helpers
+def write_table(path, table, cache_dir=None, log: Callable[[str], object] = print):
+    """Write the compact table of benchmark file `path` to the first writable location;
+    returns where it went, or None (said in one log line) when no location is writable."""
+    path = Path(path)
+    payload = {"format": _TABLE_FORMAT, "version": _TABLE_VERSION, "source": _file_signature(path),
+               "metrics": list(METRICS), "archs": table}
+    errors = []
+    for table_path in table_locations(path, cache_dir):
+        try:
+            _write_json_atomic(table_path, payload)
+        except OSError as err:
+            errors.append(f"{table_path.parent}: {err.strerror or err}")
+            continue
+        log(f"NAS-Bench-201: wrote the accuracy table ({len(table)} architectures) to {table_path}")
+        return table_path
+    log("NAS-Bench-201: could not write the accuracy table (" + "; ".join(errors)
+        + "); the next run loads the benchmark file again (pass a writable cache folder)")
+    return None
+
+
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "drnas"
@@ -266,21 +258,14 @@ def _valid_table(payload) -> bool:
 
 
 def _write_json_atomic(target: Path, payload: dict) -> None:
-    """Write `payload` to `target` through a temporary file in the same folder and os.replace."""
+    """Write `payload` to `target` atomically (temporary file in the same folder, then replace)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(target.parent), prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(payload, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(target, write)
 
 
 def _numpy_safe_globals() -> list:

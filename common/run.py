@@ -20,9 +20,9 @@ import torch
 
 from common.checkpoint import atomic_write
 from common.errors import UserError
+from common.results import RESULTS_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_NAME = "results.json"
 
 
 def seed_everything(seed):

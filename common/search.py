@@ -175,10 +175,13 @@ def explore(model, count, benchmark, seed):
 
 
 def hessian_eigenvalue(model, loader, num_batches, seed):
+    """At the expected mixing weights for every method: PyTorch's Dirichlet.rsample is
+    differentiable once only, so the Hessian through a sample would silently lose terms
+    (see common/hessian.py); at the mean the DARTS and DrNAS figures are comparable."""
     from common.hessian import arch_hessian_eigenvalue
 
     batches = [batch for _, batch in zip(range(num_batches), loader)]
-    return arch_hessian_eigenvalue(model, batches, seed=seed)
+    return arch_hessian_eigenvalue(model, batches, seed=seed, weights="mean")
 
 
 def checkpoint_state(parts, run, epoch):

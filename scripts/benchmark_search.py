@@ -58,7 +58,38 @@ def build_parser():
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory_table", action="store_true",
+                   help="NAS-Bench-201 table: k = 1, 2, 4, 8 and the progressive second stage "
+                        "(k=2, 3 ops kept), each in its own process; prints Markdown")
     return p
+
+
+# (label, extra flags) of the paper's partial-channel table (NAS-Bench-201, CIFAR-10, batch 64)
+MEMORY_ROWS = [("k=1", ["--k", "1"]), ("k=2", ["--k", "2"]), ("k=4", ["--k", "4"]),
+               ("k=8", ["--k", "8"]), ("progressive, stage 2 (k=2, 3 ops)", ["--k", "2", "--num_keep", "3"])]
+PAPER_MB = {"k=1": 2437, "k=2": 1583, "k=4": 1159, "k=8": 949, "progressive, stage 2 (k=2, 3 ops)": 949}
+
+
+def memory_table(argv):
+    """Each configuration in a fresh process, so that peak RSS on a CPU is its own."""
+    import subprocess
+
+    base = [a for a in argv if a != "--memory_table"]
+    lines = ["| configuration | median step (s) | images/s | peak memory (MB) | paper, GTX 1080 Ti (MB) |",
+             "| --- | --- | --- | --- | --- |"]
+    for label, extra in MEMORY_ROWS:
+        out = subprocess.run([sys.executable, __file__, *base, *extra], capture_output=True, text=True)
+        if out.returncode:
+            raise UserError(f"{label} failed: {out.stderr.strip().splitlines()[-1]}")
+        row = json.loads(out.stdout)
+        memory = f"{row['peak_memory_mb']:.0f}"
+        if "setup_rss_mb" in row:  # CPU: the step's own share is what grows with the supernet
+            memory += f" ({row['peak_memory_mb'] - row['setup_rss_mb']:.0f} above set-up)"
+        lines.append(f"| {label} | {row['median_step_s']:.3f} | {row['images_per_s']:.1f} | "
+                     f"{memory} | {PAPER_MB[label]} |")
+    print(f"device {row['device']}, batch {row['batch_size']}, {row['threads']} threads, torch {row['torch']}"
+          + (f", setup RSS {row['setup_rss_mb']:.0f} MB" if "setup_rss_mb" in row else ""))
+    print("\n".join(lines))
 
 
 def rss_mb():
@@ -73,6 +104,8 @@ def synchronize(device):
 @exit_on_user_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.memory_table:
+        return memory_table(sys.argv[1:] if argv is None else list(argv))
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

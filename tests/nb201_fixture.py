@@ -26,14 +26,7 @@ import numpy as np
 import torch
 from nas_201_api import ArchResults, ResultsCount
 
-METRICS = (
-    "cifar10_valid",
-    "cifar10_test",
-    "cifar100_valid",
-    "cifar100_test",
-    "imagenet16_valid",
-    "imagenet16_test",
-)
+from common.benchmark import METRICS
 
 # The DrNAS paper's NAS-Bench-201 genotype first.
 DRNAS_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"

@@ -1,4 +1,5 @@
 """common.benchmark: NAS-Bench-201 queries, the cached accuracy table, and user errors."""
+import tempfile
 import collections
 import json
 import os
@@ -45,14 +46,14 @@ def make_unwritable(folder, monkeypatch):
     except OSError:
         return
     probe.unlink()
-    real_mkstemp = benchmark.tempfile.mkstemp
+    real_mkstemp = tempfile.mkstemp
 
     def mkstemp(*args, dir=None, **kwargs):
         if dir is not None and os.path.samefile(dir, folder):
             raise PermissionError(13, "Permission denied", str(dir))
         return real_mkstemp(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr(benchmark.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
 
 
 def forbid_benchmark_file(monkeypatch, path):

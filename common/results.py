@@ -1,0 +1,63 @@
+"""Reading a search run's results.json (written by common/run.py), for the scripts that
+summarise runs (scripts/aggregate.py, scripts/plot_search.py).
+
+Torch-free on purpose: those scripts only read JSON. `METRICS` are the keys of a results
+file's `benchmark` entries (what common/benchmark.py's `Benchmark201.query` returns).
+"""
+import json
+from pathlib import Path
+
+from common.errors import UserError
+
+RESULTS_NAME = "results.json"
+
+# The six NAS-Bench-201 accuracies, in the paper's column order, and their titles.
+METRICS = (
+    "cifar10_valid",
+    "cifar10_test",
+    "cifar100_valid",
+    "cifar100_test",
+    "imagenet16_valid",
+    "imagenet16_test",
+)
+METRIC_TITLES = {"cifar10_valid": "CIFAR-10 valid", "cifar10_test": "CIFAR-10 test",
+                 "cifar100_valid": "CIFAR-100 valid", "cifar100_test": "CIFAR-100 test",
+                 "imagenet16_valid": "ImageNet16-120 valid", "imagenet16_test": "ImageNet16-120 test"}
+
+_TYPE_NAMES = {dict: "object", list: "list"}
+
+
+def results_file(path, hint="pass the folder of a search run"):
+    """The results.json of a run folder (or `path` itself, a results file).
+
+    A path that does not exist, or a folder without results.json, is a UserError; `hint`
+    ends the latter's message.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist: pass search run folders (holding {RESULTS_NAME})")
+    file = path if path.is_file() else path / RESULTS_NAME
+    if not file.is_file():
+        raise UserError(f"{path} holds no {RESULTS_NAME}: {hint}")
+    return file
+
+
+def load_results(run_dir, require=("args", dict)):
+    """One run's results.json as a dict, with `dir` (its folder) added.
+
+    `run_dir` is a run folder or its results file. `require` is (key, type): the entry
+    that marks a search results file. A missing file or folder, a file that does not read
+    or parse, or JSON that is not an object with that entry is a UserError.
+    """
+    file = results_file(run_dir)
+    try:
+        data = json.loads(file.read_text())
+    except OSError as err:
+        raise UserError(f"cannot read {file}: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{file} is not valid JSON ({err}): is the run still writing it?") from None
+    key, kind = require
+    if not isinstance(data, dict) or not isinstance(data.get(key), kind):
+        raise UserError(f"{file} is not a search results file (no '{key}' {_TYPE_NAMES[kind]})")
+    data["dir"] = str(file.parent)
+    return data

@@ -1,0 +1,349 @@
+"""Turn search runs' results.json files into the paper's NAS-Bench-201 tables (Markdown).
+
+    python scripts/aggregate.py experiments/nb201_table --recursive [--out table.md]
+    python scripts/aggregate.py RUN_DIR [RUN_DIR ...]
+
+Reads only the final `benchmark`, `args`, `peak_memory_mb`, `stages` (and `finished`)
+fields of every run and prints up to three tables, each only when there are runs for it:
+
+(a) NAS-Bench-201 table: one row per method and search dataset; CIFAR-10, CIFAR-100 and
+    ImageNet16-120 validation and test accuracy of the final architecture, mean ± std
+    over the runs (seeds). Runs with the paper's plain setting only: k = 1, one stage,
+    anchor `--reg_type l2 --reg_scale 1e-3`.
+(b) Partial channels: one row per k (and "progressive" for runs with several stages);
+    test accuracy on the searched dataset, mean ± std, and peak memory (MB), mean.
+    Shown when some run has k > 1 or several stages; runs with the default anchor only.
+(c) Anchor ablation: one row per lambda (`--reg_scale`, and `--reg_type` when it is not
+    l2); test accuracy on the searched dataset. Shown when some run has a non-default
+    anchor; runs with k = 1 and one stage only.
+
+Every cell reads `mean ± std (n=N)`: std is the population standard deviation (ddof=0,
+the paper's `± 0.00` for identical results), N the number of runs with a value.
+Unfinished runs (`finished` not true) are left out with a note on stderr, unless
+`--include_unfinished`.
+"""
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import ArgumentParser, UserError, exit_on_user_error
+from common.results import METRIC_TITLES, METRICS, RESULTS_NAME, load_results, results_file
+
+DEFAULT_REG_SCALE = 1e-3
+DEFAULT_REG_TYPE = "l2"
+
+METHOD_NAMES = {"darts": "DARTS", "snas": "SNAS", "gdas": "GDAS", "pc_darts": "PC-DARTS",
+                "pcdarts": "PC-DARTS", "dirichlet": "DrNAS"}
+METHOD_ORDER = ("darts", "snas", "gdas", "pc_darts", "pcdarts", "dirichlet")  # the paper's rows
+DATASET_ORDER = ("cifar10", "cifar100", "imagenet16-120", "svhn")
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet16-120": "ImageNet16-120",
+                 "svhn": "SVHN"}
+# (column title, benchmark metric) of table (a), in the paper's order.
+NB201_COLUMNS = tuple((METRIC_TITLES[name], name) for name in METRICS)
+# The benchmark's test metric of a search dataset (tables b and c).
+TEST_METRIC = {"cifar10": "cifar10_test", "cifar100": "cifar100_test",
+               "imagenet16-120": "imagenet16_test"}
+STD_NOTE = ("mean ± std over the runs (seeds); std is the population standard deviation "
+            "(ddof=0), so identical results read ± 0.00; n = runs with a value in that cell.")
+
+
+# ----------------------------------------------------------------------------- loading
+
+def find_results(paths, recursive=False):
+    """The results.json files of the given run folders (or results files), deduplicated."""
+    found, seen = [], set()
+    for raw in paths:
+        path = Path(raw)
+        if recursive and path.exists() and not path.is_file():
+            files = sorted(path.rglob(RESULTS_NAME))
+            if not files:
+                raise UserError(f"no {RESULTS_NAME} anywhere under {path}")
+        else:
+            files = [results_file(path, "pass a search run folder, "
+                                        "or add --recursive to search the folders below it")]
+        for file in files:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(file)
+    return found
+
+
+def load_runs(paths, recursive=False, include_unfinished=False, note=None):
+    """The runs under `paths`; unfinished ones are left out (said through `note`) unless asked."""
+    note = note or (lambda text: print(text, file=sys.stderr))
+    runs, unfinished = [], []
+    for file in find_results(paths, recursive):
+        run = load_results(file)
+        if run.get("finished") is not True and not include_unfinished:
+            unfinished.append(run)
+        else:
+            runs.append(run)
+    if not runs:
+        raise UserError(f"no finished run among the {len(unfinished)} found "
+                        "(--include_unfinished to use unfinished runs' latest values)")
+    for run in unfinished:
+        note(f"note: leaving out {run['dir']}: the run has not finished "
+             f"({run.get('epochs_done', len(run.get('epochs') or []))} epochs done; "
+             "--include_unfinished to use its latest values)")
+    return runs
+
+
+# ----------------------------------------------------------------------------- run properties
+
+def method_of(run):
+    return str(run["args"].get("method", "dirichlet"))
+
+
+def method_name(method):
+    return METHOD_NAMES.get(method, method)
+
+
+def dataset_of(run):
+    return str(run["args"].get("dataset", "cifar10"))
+
+
+def dataset_name(dataset):
+    return DATASET_NAMES.get(dataset, dataset)
+
+
+def stages_of(run):
+    stages = run.get("stages")
+    return stages if isinstance(stages, list) else []
+
+
+def is_progressive(run):
+    return len(stages_of(run)) > 1
+
+
+def k_of(run):
+    return int(run["args"].get("k", 1) or 1)
+
+
+def reg_of(run):
+    args = run["args"]
+    scale = args.get("reg_scale", DEFAULT_REG_SCALE)
+    return (str(args.get("reg_type", DEFAULT_REG_TYPE)),
+            float(DEFAULT_REG_SCALE if scale is None else scale))
+
+
+def default_anchor(run):
+    reg_type, scale = reg_of(run)
+    return reg_type == DEFAULT_REG_TYPE and math.isclose(scale, DEFAULT_REG_SCALE, rel_tol=1e-9)
+
+
+def plain_channels(run):
+    return k_of(run) == 1 and not is_progressive(run)
+
+
+def is_nb201(run):
+    """A NAS-Bench-201 space run (the DARTS space has no benchmark to fill these tables)."""
+    space = str(run["args"].get("space", "201")).lower()
+    return space in ("201", "nb201", "nas-bench-201", "nasbench201")
+
+
+def metric(run, name):
+    bench = run.get("benchmark")
+    if not isinstance(bench, dict):
+        return None
+    value = bench.get(name)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def test_accuracy(run):
+    name = TEST_METRIC.get(dataset_of(run))
+    return metric(run, name) if name else None
+
+
+def method_key(method):
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else -1, method)
+
+
+def dataset_key(dataset):
+    return (DATASET_ORDER.index(dataset) if dataset in DATASET_ORDER else len(DATASET_ORDER), dataset)
+
+
+def fmt_number(x):
+    return f"{x:g}"
+
+
+def stage_label(run):
+    stages = stages_of(run)
+    ks = "→".join(str(s.get("k", "?")) for s in stages)
+    keep = "→".join(str(s.get("num_keep", "?")) for s in stages)
+    return f"progressive (k {ks}, ops {keep})"
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def summarize(values):
+    """(mean, population std, n) of the non-missing values; None when there are none."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=0)), len(values)
+
+
+def fmt_cell(values, digits=2, with_std=True):
+    """`mean ± std (n=N)` of the values (`mean (n=N)` without std); "—" when there are none."""
+    stats = summarize(values)
+    if stats is None:
+        return "—"
+    mean, std, n = stats
+    spread = f" ± {std:.{digits}f}" if with_std else ""
+    return f"{mean:.{digits}f}{spread} (n={n})"
+
+
+def fmt_mean(values, digits=0):
+    return fmt_cell(values, digits, with_std=False)
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- tables
+
+def nb201_table(runs):
+    """Table (a), or None without runs for it."""
+    chosen = [r for r in runs if is_nb201(r) and plain_channels(r) and default_anchor(r)]
+    if not chosen:
+        return None
+    groups = defaultdict(list)
+    for run in chosen:
+        groups[(method_of(run), dataset_of(run))].append(run)
+    rows = []
+    for method, dataset in sorted(groups, key=lambda key: (method_key(key[0]), dataset_key(key[1]))):
+        group = groups[(method, dataset)]
+        rows.append([method_name(method), dataset_name(dataset)]
+                    + [fmt_cell([metric(r, name) for r in group]) for _, name in NB201_COLUMNS])
+    left_out = sum(1 for r in runs if is_nb201(r)) - len(chosen)
+    notes = [STD_NOTE,
+             "Accuracy (%) of the final (discretised) architecture in NAS-Bench-201 (200-epoch "
+             "training): CIFAR-10 valid = 'cifar10-valid' x-valid, CIFAR-10 test = 'cifar10' "
+             "ori-test; CIFAR-100 and ImageNet16-120 x-valid and x-test."]
+    if left_out:
+        notes.append(f"{left_out} run(s) with k > 1, several stages or a non-default anchor are "
+                     "left out here (see the tables below).")
+    return ("(a) NAS-Bench-201: accuracy of the searched cell",
+            markdown_table(["method", "search dataset"] + [title for title, _ in NB201_COLUMNS], rows),
+            notes)
+
+
+def partial_channel_table(runs):
+    """Table (b), or None when no run has k > 1 or several stages."""
+    chosen = [r for r in runs if is_nb201(r) and default_anchor(r)]
+    if not any(not plain_channels(r) for r in chosen):
+        return None
+    groups = defaultdict(list)
+    for run in chosen:
+        setting = (1, stage_label(run)) if is_progressive(run) else (0, f"k={k_of(run)}", k_of(run))
+        groups[(method_of(run), dataset_of(run), setting)].append(run)
+
+    def order(key):
+        method, dataset, setting = key
+        return (dataset_key(dataset), method_key(method), setting)
+
+    rows = []
+    for key in sorted(groups, key=order):
+        method, dataset, setting = key
+        group = groups[key]
+        rows.append([setting[1], method_name(method), dataset_name(dataset),
+                     fmt_cell([test_accuracy(r) for r in group]),
+                     fmt_mean([r.get("peak_memory_mb") for r in group])])
+    devices = sorted({device_of(r) for r in chosen})
+    notes = [STD_NOTE,
+             "Test accuracy (%) in NAS-Bench-201 on the search dataset (CIFAR-10: 'cifar10' "
+             "ori-test; CIFAR-100, ImageNet16-120: x-test).",
+             "Peak memory: CUDA max allocated on a GPU, the process's peak resident set size "
+             f"on a CPU; runs on: {', '.join(devices)}."]
+    return ("(b) Partial channels and progressive learning",
+            markdown_table(["setting", "method", "search dataset", "test accuracy (%)",
+                            "peak memory (MB), mean"], rows),
+            notes)
+
+
+def anchor_table(runs):
+    """Table (c), or None when every run has the default anchor."""
+    chosen = [r for r in runs if is_nb201(r) and plain_channels(r)]
+    if all(default_anchor(r) for r in chosen):
+        return None
+    groups = defaultdict(list)
+    for run in chosen:
+        groups[(method_of(run), dataset_of(run), reg_of(run))].append(run)
+
+    def order(key):
+        method, dataset, (reg_type, scale) = key
+        return (dataset_key(dataset), method_key(method), reg_type != DEFAULT_REG_TYPE, reg_type, scale)
+
+    rows = []
+    for key in sorted(groups, key=order):
+        method, dataset, (reg_type, scale) = key
+        label = fmt_number(scale) + ("" if reg_type == DEFAULT_REG_TYPE else f" ({reg_type})")
+        rows.append([label, method_name(method), dataset_name(dataset),
+                     fmt_cell([test_accuracy(r) for r in groups[key]])])
+    notes = [STD_NOTE,
+             "λ = --reg_scale: Adam weight decay on alpha for --reg_type l2 (the default), the "
+             "weight of the KL term for --reg_type kl. Test accuracy (%) in NAS-Bench-201 on the "
+             "search dataset."]
+    return ("(c) Anchor regulariser ablation",
+            markdown_table(["λ (reg_scale)", "method", "search dataset", "test accuracy (%)"], rows),
+            notes)
+
+
+def device_of(run):
+    versions = run.get("versions") if isinstance(run.get("versions"), dict) else {}
+    return str(versions.get("cuda_device") or "CPU")
+
+
+def render_markdown(runs):
+    tables = [t for t in (nb201_table(runs), partial_channel_table(runs), anchor_table(runs)) if t]
+    if not tables:
+        return ""
+    parts = [f"### {title}\n\n{table}\n\n" + "\n".join(f"- {note}" for note in notes)
+             for title, table, notes in tables]
+    return "\n\n".join(parts) + "\n"
+
+
+def build_parser():
+    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                   help="search run folders (each with results.json), or folders above them with --recursive")
+    p.add_argument("--recursive", action="store_true",
+                   help="use every results.json found in the folders below the given ones")
+    p.add_argument("--format", default="markdown", choices=["markdown"], help="output format")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the tables here (default: stdout)")
+    p.add_argument("--include_unfinished", action="store_true",
+                   help="also use runs that have not finished (their latest values)")
+    return p
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    runs = load_runs(args.runs, args.recursive, args.include_unfinished)
+    text = render_markdown(runs)
+    if not text:
+        raise UserError(f"none of the {len(runs)} run(s) is a NAS-Bench-201 search: "
+                        "these tables need NAS-Bench-201 runs")
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+        except OSError as err:
+            raise UserError(f"cannot write {out}: {err.strerror or err}") from None
+        print(f"wrote {out} ({len(runs)} runs)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

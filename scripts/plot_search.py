@@ -1,0 +1,372 @@
+"""Draw a search run's curves from its results.json (paper figures 1, 4 and 5).
+
+    python scripts/plot_search.py RUN_DIR [RUN_DIR ...] [--out DIR] [--metric cifar10_test]
+                                  [--labels A B ...] [--edges_run INDEX]
+
+Writes three PNG files into `--out` (default: the first RUN_DIR):
+
+- exploration.png (figure 1): per epoch, the min-max band of the benchmark accuracy of the
+  architectures sampled from the Dirichlet (`exploration`, recorded with --sample_archs),
+  their mean (thin line) and the accuracy of the Dirichlet-mean architecture (solid line);
+  below it, the number of distinct sampled architectures.
+- eigenvalue.png (figures 4-5): the dominant Hessian eigenvalue of the validation loss with
+  respect to the architecture parameters (recorded with --hessian_freq), one line per run.
+- edges.png: the expected mixing weight (Dirichlet mean) of every op on every edge over
+  the epochs, one subplot per edge; of the first run, or of --edges_run INDEX.
+
+Several runs overlay on one figure, labelled by --labels or by "method seed". A figure
+whose data no run recorded is skipped with a note.
+"""
+import math
+import sys
+from pathlib import Path
+
+from common.errors import ArgumentParser, UserError, exit_on_user_error
+from common.results import METRIC_TITLES, METRICS, load_results
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+DARTS_OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
+             "dil_conv_3x3", "dil_conv_5x5")
+METHOD_NAMES = {"darts": "DARTS", "snas": "SNAS", "gdas": "GDAS", "dirichlet": "DrNAS"}
+FIGURES = ("exploration.png", "eigenvalue.png", "edges.png")
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_run(path):
+    """The results of one run folder (or results.json path) with an 'epochs' list; bad
+    input is a UserError. A missing or malformed 'args' reads as {}."""
+    data = load_results(path, require=("epochs", list))
+    if not isinstance(data.get("args"), dict):
+        data["args"] = {}
+    return data
+
+
+def epochs_of(run):
+    """The run's epoch records (dicts with an int 'epoch'), in epoch order."""
+    records = [e for e in run["epochs"] if isinstance(e, dict) and isinstance(e.get("epoch"), int)]
+    return sorted(records, key=lambda e: e["epoch"])
+
+
+def default_labels(runs):
+    """'method seed N' per run; settings that differ (dataset, k, ...) are added to tell apart."""
+    def base(run):
+        args = run["args"]
+        method = METHOD_NAMES.get(args.get("method"), args.get("method") or "run")
+        return f"{method} seed {args.get('seed', '?')}"
+
+    labels = [base(r) for r in runs]
+    if len(set(labels)) == len(labels):
+        return labels
+    extra_keys = [key for key in ("dataset", "k", "reg_type", "reg_scale")
+                  if len({str(r["args"].get(key)) for r in runs}) > 1]
+    labels = [base(r) + "".join(f" {key}={r['args'].get(key)}" for key in extra_keys) for r in runs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} ({Path(r['dir']).name})" for label, r in zip(labels, runs)]
+    return labels
+
+
+def op_names(run, n_ops):
+    space = str(run["args"].get("space", "")).lower()
+    if space == "darts" or (not space and n_ops == len(DARTS_OPS)):
+        names = DARTS_OPS
+    elif space in ("201", "nb201") or (not space and n_ops == len(NB201_OPS)):
+        names = NB201_OPS
+    else:
+        names = ()
+    return list(names) if len(names) == n_ops else [f"op{i}" for i in range(n_ops)]
+
+
+def edge_names(n_edges, cell):
+    """NAS-Bench-201: 'i←j' for the 6 edges of 4 nodes; DARTS: intermediate nodes 2..5 with
+    inputs 0, 1 (the two previous cells) and the earlier nodes; otherwise 'edge N'."""
+    prefix = "" if cell == "cell" else f"{cell} "
+    if n_edges == 6:
+        pairs = [(i, j) for i in range(1, 4) for j in range(i)]
+    elif n_edges == 14:
+        pairs = [(i, j) for i in range(2, 6) for j in range(i)]
+    else:
+        return [f"{prefix}edge {e}" for e in range(n_edges)]
+    return [f"{prefix}{i}←{j}" for i, j in pairs]
+
+
+def stage_starts(epochs):
+    """Epochs at which a new stage begins (progressive runs)."""
+    starts, last = [], None
+    for e in epochs:
+        stage = e.get("stage")
+        if last is not None and stage is not None and stage != last:
+            starts.append(e["epoch"])
+        last = stage if stage is not None else last
+    return starts
+
+
+def number(x):
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+# ----------------------------------------------------------------------------- figures
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def MaxNLocator(**kwargs):  # noqa: N802 (matplotlib's class, imported late)
+    from matplotlib.ticker import MaxNLocator as locator
+
+    return locator(**kwargs)
+
+
+def epoch_axis(ax, ylabel, title, **title_kw):
+    """Label an axis whose x is the epoch (integer ticks), and grid it."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, **title_kw)
+    ax.grid(alpha=0.3)
+
+
+def save_figure(fig, out, name, dpi=120, **layout):
+    """Lay out `fig`, write it as `out`/`name`, close it; return the path."""
+    fig.tight_layout(**layout)
+    path = Path(out) / name
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
+
+
+def exploration_series(run, metric):
+    """(epochs, min, mean, max, distinct, mean-arch accuracy) lists; None without data."""
+    rows = []
+    for e in epochs_of(run):
+        explo = e.get("exploration")
+        if not isinstance(explo, dict):
+            continue
+        bench = explo.get("benchmark") if isinstance(explo.get("benchmark"), dict) else {}
+        stats = bench.get(metric) if isinstance(bench.get(metric), dict) else {}
+        mean_bench = e.get("benchmark") if isinstance(e.get("benchmark"), dict) else {}
+        rows.append((e["epoch"], number(stats.get("min")), number(stats.get("mean")),
+                     number(stats.get("max")), number(explo.get("distinct")),
+                     number(mean_bench.get(metric))))
+    if not any(r[1] is not None or r[5] is not None for r in rows):
+        return None
+    return [list(col) for col in zip(*rows)]
+
+
+def nan(values):
+    return [float("nan") if v is None else v for v in values]
+
+
+def plot_exploration(runs, labels, metric, out, note):
+    plt = pyplot()
+    series = []
+    for run, label in zip(runs, labels):
+        data = exploration_series(run, metric)
+        if data is None:
+            note(f"note: {label} ({run['dir']}): no exploration data for {metric} "
+                 "(searched without --sample_archs or --api_path); left out of exploration.png")
+        else:
+            series.append((label, run, data))
+    if not series:
+        note("note: exploration.png not drawn: no run has exploration data")
+        return None
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1.2]})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, run, (ep, lo, mean, hi, distinct, arch)) in enumerate(series):
+        color = colors[i % len(colors)]
+        ax.fill_between(ep, nan(lo), nan(hi), color=color, alpha=0.2, linewidth=0,
+                        label=f"{label}: sampled min-max")
+        ax.plot(ep, nan(mean), color=color, linewidth=0.8, linestyle="--", label=f"{label}: sampled mean")
+        ax.plot(ep, nan(arch), color=color, linewidth=2.0, label=f"{label}: Dirichlet-mean architecture")
+        ax_n.plot(ep, nan(distinct), color=color, linewidth=1.2, marker=".", label=label)
+        samples = {e.get("exploration", {}).get("samples") for e in epochs_of(run)
+                   if isinstance(e.get("exploration"), dict)} - {None}
+        if len(samples) == 1:
+            ax_n.axhline(samples.pop(), color=color, linewidth=0.6, linestyle=":")
+    ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} accuracy (%)")
+    ax.set_title("Exploration: benchmark accuracy of architectures sampled from the Dirichlet")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    epoch_axis(ax_n, "distinct", "distinct architectures among the samples (dotted: samples drawn)",
+               fontsize=9)
+    ax_n.set_ylim(bottom=0)
+    return save_figure(fig, out, "exploration.png")
+
+
+def plot_eigenvalue(runs, labels, out, note):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
+    for run, label in zip(runs, labels):
+        points = [(e["epoch"], number(e.get("hessian_eigenvalue"))) for e in epochs_of(run)]
+        points = [(x, y) for x, y in points if y is not None]
+        if not points:
+            freq = run["args"].get("hessian_freq")
+            why = (f"--hessian_freq {freq} but only {len(epochs_of(run))} epochs" if freq
+                   else "searched without --hessian_freq")
+            note(f"note: {label} ({run['dir']}): no hessian_eigenvalue recorded ({why}); "
+                 "left out of eigenvalue.png")
+            continue
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.5, label=label)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        note("note: eigenvalue.png not drawn: no run has hessian_eigenvalue values")
+        return None
+    epoch_axis(ax, "dominant eigenvalue", "Dominant Hessian eigenvalue of the validation loss w.r.t. α",
+               fontsize=11)
+    ax.legend(fontsize=8)
+    return save_figure(fig, out, "eigenvalue.png")
+
+
+def softmax(values):
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [v / total for v in exps]
+
+
+def edge_series(run, note, label):
+    """{cell: (epochs, weights[epoch][edge][op])} from arch[cell]['mean'] (softmax of alpha
+    when a record lacks the mean)."""
+    out, said = {}, False
+    for e in epochs_of(run):
+        arch = e.get("arch")
+        if not isinstance(arch, dict):
+            continue
+        for cell, params in arch.items():
+            if not isinstance(params, dict):
+                continue
+            weights = params.get("mean")
+            if weights is None and params.get("alpha") is not None:
+                if not said:
+                    note(f"note: {label}: no 'mean' in the arch records; edges.png shows softmax(alpha)")
+                    said = True
+                weights = [softmax(edge) for edge in params["alpha"]]
+            if weights is None:
+                continue
+            epochs, values = out.setdefault(cell, ([], []))
+            epochs.append(e["epoch"])
+            values.append(weights)
+    return out
+
+
+def plot_edges(run, label, out, note):
+    series = edge_series(run, note, label)
+    series = {cell: data for cell, data in series.items() if data[1] and data[1][-1]}
+    if not series:
+        note(f"note: edges.png not drawn: {label} ({run['dir']}) has no architecture records")
+        return None
+    plt = pyplot()
+    cells = list(series)
+    layout = []  # (cell, n_edges, n_ops, ncols)
+    for cell in cells:
+        n_edges = max(len(w) for w in series[cell][1])
+        n_ops = max(len(edge) for w in series[cell][1] for edge in w)
+        ncols = 3 if n_edges <= 6 else 7 if n_edges == 14 else min(n_edges, 5)
+        layout.append((cell, n_edges, n_ops, ncols))
+    ncols = max(item[3] for item in layout)
+    nrows_per_cell = [math.ceil(n_edges / ncols) for _, n_edges, _, _ in layout]
+    nrows = sum(nrows_per_cell)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 2.3 * nrows + 0.9),
+                             sharex=True, sharey=True, squeeze=False)
+    values = [v for cell in cells for w in series[cell][1] for edge in w for v in edge if v is not None]
+    # One y range for all edges, fitted to the data (early in a search the weights sit near 1/ops).
+    low, high = min(values), max(values)
+    pad = max(0.06 * (high - low), 1e-3)
+    ylim = (max(0.0, low - pad), min(1.0, high + pad))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles, names_seen = {}, []
+    row = 0
+    for (cell, n_edges, n_ops, _), nrows_cell in zip(layout, nrows_per_cell):
+        epochs, weights = series[cell]
+        names = op_names(run, n_ops)
+        titles = edge_names(n_edges, cell)
+        boundaries = stage_starts(epochs_of(run))
+        cuts = [0] + [i for i, ep in enumerate(epochs) if i and any(epochs[i - 1] < b <= ep for b in boundaries)]
+        segments = list(zip(cuts, cuts[1:] + [len(epochs)]))
+        for edge in range(nrows_cell * ncols):
+            ax = axes[row + edge // ncols][edge % ncols]
+            if edge >= n_edges:
+                ax.axis("off")
+                continue
+            for op in range(n_ops):
+                ys = [w[edge][op] if edge < len(w) and op < len(w[edge]) and w[edge][op] is not None
+                      else float("nan") for w in weights]
+                # one line piece per stage: pruning and widening happen between two epochs
+                for lo, hi in segments:
+                    (line,) = ax.plot(epochs[lo:hi], ys[lo:hi], color=colors[op % len(colors)],
+                                      linewidth=1.3, marker="." if hi - lo == 1 else None)
+                if names[op] not in handles:
+                    handles[names[op]] = line
+                    names_seen.append(names[op])
+            for start in boundaries:
+                ax.axvline(start - 0.5, color="grey", linewidth=0.8, linestyle=":")
+            ax.set_title(titles[edge], fontsize=9)
+            ax.set_ylim(*ylim)
+            ax.ticklabel_format(axis="y", useOffset=False)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+            if edge % ncols == 0:
+                ax.set_ylabel("weight", fontsize=8)
+            if edge // ncols == nrows_cell - 1 or edge + ncols >= n_edges:
+                ax.set_xlabel("epoch", fontsize=8)
+                ax.xaxis.set_tick_params(labelbottom=True)
+        row += nrows_cell
+    fig.legend([handles[n] for n in names_seen], names_seen, loc="lower center",
+               ncol=min(len(names_seen), 7), fontsize=8, frameon=False)
+    fig.suptitle(f"Expected op weight (Dirichlet mean) per edge: {label}", fontsize=11)
+    height = 2.3 * nrows + 0.9
+    return save_figure(fig, out, "edges.png", dpi=110, rect=(0, 0.4 / height, 1, 1 - 0.35 / height))
+
+
+# ----------------------------------------------------------------------------- main
+
+def build_parser():
+    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="search run folders (each with results.json)")
+    p.add_argument("--out", default=None, metavar="DIR", help="folder for the PNG files (default: the first RUN_DIR)")
+    p.add_argument("--metric", default="cifar10_test", choices=METRICS,
+                   help="benchmark accuracy shown in exploration.png")
+    p.add_argument("--labels", nargs="+", default=None, help="one label per run (default: 'method seed N')")
+    p.add_argument("--edges_run", type=int, default=0, metavar="INDEX",
+                   help="which run (0-based, in the order given) edges.png shows")
+    return p
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    runs = [load_run(path) for path in args.runs]
+    if args.labels is not None and len(args.labels) != len(runs):
+        raise UserError(f"--labels has {len(args.labels)} labels for {len(runs)} runs: give one per run")
+    if not -len(runs) <= args.edges_run < len(runs):
+        raise UserError(f"--edges_run {args.edges_run} is out of range: there are {len(runs)} runs (0-based)")
+    labels = args.labels or default_labels(runs)
+    out = Path(args.out) if args.out else Path(runs[0]["dir"])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the output folder {out}: {err.strerror or err}") from None
+
+    def note(text):
+        print(text, file=sys.stderr)
+
+    written = [plot_exploration(runs, labels, args.metric, out, note),
+               plot_eigenvalue(runs, labels, out, note),
+               plot_edges(runs[args.edges_run], labels[args.edges_run], out, note)]
+    written = [path for path in written if path is not None]
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
+if __name__ == "__main__":
+    main()
