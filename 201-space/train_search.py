@@ -3,173 +3,26 @@
     cd 201-space && python train_search.py --dataset cifar10 --api_path NAS-Bench-201-v1_0-e61699.pth
 
 Flags and defaults are the authors'; `--device`, `--resume`, `--output_dir`,
-`--stop_after_epoch` and `--data_limit` are additions. The loop itself lives in
-common/search.py; this script only wires the parts together.
+`--stop_after_epoch`, `--data_limit`, `--sample_archs` and `--hessian_freq` are additions.
+The flags, the loop and the run plumbing live in common/; this script declares the space.
 """
-import argparse
-import dataclasses
-from pathlib import Path
-
-import torch
-
-from common.arch import METHODS, annealed_tau
-from common.architect import REG_TYPES
-from common.checkpoint import check_same_settings, load_checkpoint
-from common.data import DATASETS, DeviceLoader, load_dataset, search_split, subset
-from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.run import PROJECT_ROOT, Run, default_output_dir, resolve_device, seed_everything
-from common.progressive import apply_masks, prune_and_widen
-from common.search import SearchParts, Stage, load_masks, restore, run_search
-from space201.architect import build_architect
+from common import search_script
+from common.errors import UserError, exit_on_user_error
 from space201.model_search import OPS, Network
 
-# Flags that may change between a run and its --resume (all others must match the checkpoint).
-RESUME_MAY_DIFFER = {"resume", "device", "data", "api_path", "report_freq", "output_dir",
-                     "stop_after_epoch", "save"}
+
+def build_network(args, num_classes, k):
+    return Network(args.init_channels, args.num_cells, num_classes, args.method, k)
 
 
-def build_parser(progressive=False):
-    p = ArgumentParser(description=__doc__.splitlines()[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default=str(PROJECT_ROOT / "data"), help="folder holding the datasets")
-    p.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
-    p.add_argument("--method", default="dirichlet", choices=sorted(METHODS),
-                   help="dirichlet (DrNAS), darts (softmax), snas (Gumbel-softmax), gdas (hard Gumbel)")
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--learning_rate", type=float, default=0.025, help="initial weight learning rate")
-    p.add_argument("--learning_rate_min", type=float, default=0.001, help="cosine schedule floor")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight_decay", type=float, default=3e-4)
-    p.add_argument("--init_channels", type=int, default=16, help="C: channels of the first stage")
-    p.add_argument("--num_cells", type=int, default=5, help="N: cells per stage")
-    if progressive:
-        p.add_argument("--ks", type=int, nargs="+", default=[4, 2], help="partial-channel k per stage")
-        p.add_argument("--num_keeps", type=int, nargs="+", default=[5, 3], help="ops kept per edge per stage")
-        p.add_argument("--train_epochs", type=int, nargs="+", default=[50, 50], help="epochs per stage")
-        p.add_argument("--arch_start_epoch", type=int, default=10,
-                       help="architecture updates start at this epoch of every stage (the authors' warm-up)")
-    else:
-        p.add_argument("--epochs", type=int, default=100)
-        p.add_argument("--k", type=int, default=1, help="partial channels: ops see C/k channels")
-    p.add_argument("--cutout", action="store_true", help="cutout on the search data")
-    p.add_argument("--cutout_length", type=int, default=16)
-    p.add_argument("--seed", type=int, default=2)
-    p.add_argument("--grad_clip", type=float, default=5.0, help="gradient-norm clip of the weights")
-    p.add_argument("--train_portion", type=float, default=0.5,
-                   help="share of the training set for the weights; the rest trains the architecture")
-    p.add_argument("--unrolled", action="store_true", help="second-order architecture step")
-    p.add_argument("--arch_learning_rate", type=float, default=3e-4)
-    p.add_argument("--tau_max", type=float, default=10.0, help="initial Gumbel temperature (snas, gdas)")
-    p.add_argument("--tau_min", type=float, default=1.0, help="final Gumbel temperature (snas, gdas)")
-    p.add_argument("--reg_type", default="l2", choices=REG_TYPES,
-                   help="anchor regulariser: l2 = Adam weight decay on alpha, kl = KL to Dir(1)")
-    p.add_argument("--reg_scale", type=float, default=1e-3, help="anchor strength lambda")
-    p.add_argument("--api_path", default=None, help="NAS-Bench-201 file to query every epoch")
-    p.add_argument("--sample_archs", type=int, default=0,
-                   help="every epoch, sample N architectures from the distribution (paper figure 1)")
-    p.add_argument("--hessian_freq", type=int, default=0,
-                   help="every E epochs, the dominant Hessian eigenvalue w.r.t. alpha (figures 4-5)")
-    p.add_argument("--hessian_batches", type=int, default=4, help="validation batches for the eigenvalue")
-    p.add_argument("--report_freq", type=int, default=50, help="log every N steps (non-terminal output)")
-    p.add_argument("--save", default="exp", help="experiment name, part of the output folder name")
-    p.add_argument("--output_dir", default=None, help="output folder (default: experiments/201-space/...)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in this folder")
-    p.add_argument("--stop_after_epoch", type=int, default=None,
-                   help="stop cleanly after this epoch (e.g. a scheduler's time limit); --resume later")
-    p.add_argument("--data_limit", type=int, default=None, help="use only the first N training images")
-    return p
-
-
-def stages_of(args):
-    """The search's stages: one for a plain search, the progressive schedule otherwise."""
-    if not hasattr(args, "ks"):
-        return [Stage(args.epochs, args.k)]
-    lengths = {len(args.ks), len(args.num_keeps), len(args.train_epochs)}
-    if len(lengths) != 1:
-        raise UserError(f"--ks {args.ks}, --num_keeps {args.num_keeps} and --train_epochs "
-                        f"{args.train_epochs} must list one value per stage each")
-    if any(b > a for a, b in zip(args.num_keeps, args.num_keeps[1:])):
-        raise UserError(f"--num_keeps {args.num_keeps} must not grow from stage to stage")
-    if any(b > a for a, b in zip(args.ks, args.ks[1:])):
-        raise UserError(f"--ks {args.ks} must not grow from stage to stage (widening only)")
-    if not 1 <= args.num_keeps[-1] <= len(OPS) or args.num_keeps[0] > len(OPS):
-        raise UserError(f"--num_keeps {args.num_keeps} must lie between 1 and {len(OPS)}")
-    return [Stage(epochs, k, keep, args.arch_start_epoch)
-            for epochs, k, keep in zip(args.train_epochs, args.ks, args.num_keeps)]
-
-
-def check_args(args, stages):
-    for name in ("batch_size", "init_channels", "num_cells"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    for stage in stages:
-        if stage.epochs < 1 or stage.k < 1:
-            raise UserError(f"epochs and k must be at least 1, got {stage.epochs} and {stage.k}")
-        if args.init_channels % stage.k:
-            raise UserError(f"k={stage.k} does not divide --init_channels {args.init_channels}: "
-                            "pick k among its divisors (1, 2, 4, 8 for 16 channels)")
-    if not 0 < args.train_portion < 1:
-        raise UserError(f"--train_portion must lie strictly between 0 and 1, got {args.train_portion}")
-
-
-def search_loaders(args, device):
-    data = load_dataset(args.dataset, args.data, train=True)
-    if args.data_limit:
-        data = subset(data, range(min(args.data_limit, len(data))))
-    weight_half, arch_half = search_split(len(data), args.train_portion)
-    if min(len(weight_half), len(arch_half)) < args.batch_size:
-        raise UserError(f"{len(data)} training images are too few for two halves of batch "
-                        f"{args.batch_size}: lower --batch_size or raise --data_limit")
-    cutout = args.cutout_length if args.cutout else 0
-    common = dict(batch_size=args.batch_size, device=device, cutout=cutout)
-    # drop_last on the weight half keeps every step at the full batch, as the benchmark times it.
-    train = DeviceLoader.from_imageset(data, weight_half, train=True, seed=args.seed, drop_last=True, **common)
-    arch = DeviceLoader.from_imageset(data, arch_half, train=True, seed=args.seed + 1, drop_last=True, **common)
-    valid = DeviceLoader.from_imageset(data, arch_half, train=False, batch_size=args.batch_size,
-                                       device=device, seed=args.seed + 2)
-    return data.num_classes, train, arch, valid
-
-
-def build_search(args, stages, device, benchmark=None, k=None, masks=None):
-    """Model, optimizers and loaders; `k` and `masks` rebuild the network of a checkpoint."""
-    num_classes, train, arch, valid = search_loaders(args, device)
-    model = Network(args.init_channels, args.num_cells, num_classes, args.method, k or stages[0].k)
-    model.to(device)
-    if masks:
-        load_masks(model, masks)
-        apply_masks(model)
-    weight_optimizer = torch.optim.SGD(model.weights(), args.learning_rate,
-                                       momentum=args.momentum, weight_decay=args.weight_decay)
-    total_epochs = sum(stage.epochs for stage in stages)
-    # one cosine schedule over all stages: it continues through pruning and widening
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        weight_optimizer, total_epochs, eta_min=args.learning_rate_min)
-    tau = None
-    if METHODS[args.method].uses_tau:
-        def tau(epoch):
-            return annealed_tau(epoch, total_epochs, args.tau_max, args.tau_min)
-
-    def enter_stage(parts, index):
-        stage = parts.stages[index]
-        prune_and_widen(parts.model, parts.weight_optimizer, stage.num_keep, stage.k)
-
-    return SearchParts(
-        model=model, architect=build_architect(model, args), weight_optimizer=weight_optimizer,
-        scheduler=scheduler, train_loader=train, arch_loader=arch, valid_loader=valid,
-        stages=stages, grad_clip=args.grad_clip, report_freq=args.report_freq, tau=tau,
-        benchmark=benchmark, enter_stage=enter_stage, sample_archs=args.sample_archs,
-        hessian_freq=args.hessian_freq, hessian_batches=args.hessian_batches)
-
-
-def open_benchmark(api_path, log):
+def open_benchmark(args, log):
     """The benchmark query function, or None (said once) without --api_path."""
-    if api_path is None:
+    if args.api_path is None:
         log.info("no --api_path: the NAS-Bench-201 benchmark is not queried")
         return None
     from common.benchmark import Benchmark201
 
-    bench = Benchmark201.load(api_path, log=log.info)
+    bench = Benchmark201.load(args.api_path, log=log.info)
 
     def query(genotype):
         return bench.query(genotype) if genotype in bench else None
@@ -177,46 +30,25 @@ def open_benchmark(api_path, log):
     return query
 
 
-def run(args, stages):
-    """A search (plain or progressive) with parsed flags; returns the final genotype."""
-    check_args(args, stages)
-    device = resolve_device(args.device)
-    checkpoint = None
-    if args.resume:
-        checkpoint = load_checkpoint(args.resume)
-        check_same_settings(checkpoint["args"], vars(args), RESUME_MAY_DIFFER)
-        out_dir = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
-    else:
-        out_dir = Path(args.output_dir or default_output_dir("201-space", args.dataset, args.save, args.seed))
-    seed_everything(args.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+SPACE = search_script.Space("201-space", len(OPS), build_network, open_benchmark)
 
-    run = Run(out_dir, vars(args), device, results=checkpoint["results"] if checkpoint else None)
-    try:
-        run.log.info(f"args {vars(args)}")
-        run.results["stages"] = [dataclasses.asdict(stage) for stage in stages]
-        benchmark = open_benchmark(args.api_path, run.log)
-        if checkpoint:
-            parts = build_search(args, stages, device, benchmark, checkpoint["k"], checkpoint["masks"])
-            start = restore(parts, checkpoint)
-            run.log.info(f"resumed from {out_dir} after epoch {start}")
-        else:
-            parts, start = build_search(args, stages, device, benchmark), 0
-        n_weights = sum(p.numel() for p in parts.model.weights())
-        run.log.info(f"device {device}; supernet weights {n_weights:,}; {len(parts.train_loader)} steps per epoch")
-        genotype = run_search(parts, run, start_epoch=start, stop_after_epoch=args.stop_after_epoch)
-        run.log.info(f"found architecture: {genotype}")
-        run.log.info(f"log {run.dir / 'log.txt'} | TensorBoard {run.dir / 'tb'} | results {run.results_path}")
-        return genotype
-    finally:
-        run.close()
+
+def build_parser(progressive=False, description=__doc__.splitlines()[0]):
+    p = search_script.build_parser(description, progressive)
+    p.add_argument("--num_cells", type=int, default=5, help="N: cells per stage")
+    p.add_argument("--api_path", default=None, help="NAS-Bench-201 file to query every epoch")
+    return p
+
+
+def run(args):
+    if args.num_cells < 1:
+        raise UserError(f"--num_cells must be at least 1, got {args.num_cells}")
+    return search_script.run(args, search_script.stages_of(args, len(OPS)), SPACE)
 
 
 @exit_on_user_error
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    return run(args, stages_of(args))
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -12,13 +12,8 @@ from space201 import train_search
 
 @exit_on_user_error
 def main(argv=None):
-    parser = train_search.build_parser(progressive=True)
-    parser.description = __doc__.splitlines()[0]
-    args = parser.parse_args(argv)
-    stages = train_search.stages_of(args)
-    # the flags the rest of the code reads: the total length and the first stage's k
-    args.epochs, args.k = sum(args.train_epochs), args.ks[0]
-    return train_search.run(args, stages)
+    parser = train_search.build_parser(progressive=True, description=__doc__.splitlines()[0])
+    return train_search.run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from torch import nn
 
 from common.checkpoint import CHECKPOINT_NAME, rng_state, save_checkpoint, set_rng_state
 from common.errors import UserError
+from common.progressive import prune_and_widen
 from common.run import Progress
 
 
@@ -145,7 +146,6 @@ class SearchParts:
     report_freq: int = 50
     tau: Optional[Callable] = None  # epoch -> Gumbel temperature (SNAS, GDAS)
     benchmark: Optional[Callable] = None  # genotype -> dict of accuracies
-    enter_stage: Optional[Callable] = None  # (parts, stage index) -> None: prune and widen
     sample_archs: int = 0  # architectures sampled every epoch for the exploration record
     hessian_freq: int = 0  # every this many epochs, the dominant Hessian eigenvalue (0: never)
     hessian_batches: int = 4  # fixed validation batches for the eigenvalue
@@ -226,8 +226,8 @@ def run_search(parts, run, *, start_epoch=0, stop_after_epoch=None):
     for epoch in range(start_epoch, total):
         stage_index, stage_epoch = stage_of(parts.stages, epoch)
         stage = parts.stages[stage_index]
-        if stage_epoch == 0 and stage_index > 0 and parts.enter_stage is not None:
-            parts.enter_stage(parts, stage_index)
+        if stage_epoch == 0 and stage_index > 0:  # progressive learning: prune, then widen
+            prune_and_widen(model, parts.weight_optimizer, stage.num_keep, stage.k)
         lr = parts.weight_optimizer.param_groups[0]["lr"]
         tau = parts.tau(epoch) if parts.tau else None
         if tau is not None:

@@ -9,16 +9,6 @@ from common.hessian import arch_hessian_eigenvalue, dominant_eigenvalue, hessian
 from space201.model_search import Network
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The tensors here are tiny: one intra-op thread is faster, and far faster when the
-    # host's cores are contended (each OpenMP region then waits milliseconds for a thread).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def quadratic(eigenvalues, seed=0):
     """f(a) = 0.5 a^T A a + b^T a with A = Q diag(eigenvalues) Q^T (float64)."""
     g = torch.Generator().manual_seed(seed)

@@ -1,0 +1,13 @@
+"""Suite-wide settings."""
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """The networks in the tests are tiny: one intra-op thread is faster, and far faster on a
+    shared CPU, where every OpenMP region can wait milliseconds for its second thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
