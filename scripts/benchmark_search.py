@@ -17,29 +17,40 @@ import time
 
 import torch
 
+from common.architect import Architect
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 from common.run import resolve_device, seed_everything
-from common.search import search_step
+from common.progressive import apply_masks
+from common.search import load_masks, search_step
 
 
-def build_201(args, device):
-    from common.architect import Architect
-    from common.progressive import apply_masks
-    from common.search import load_masks
+def build_201(args):
     from space201.model_search import Network
 
-    if args.init_channels % args.k:
-        raise UserError(f"--k {args.k} does not divide --init_channels {args.init_channels}")
-    model = Network(args.init_channels, args.num_cells, 10, args.method, args.k).to(device)
-    if args.num_keep:  # a later progressive stage: weakest ops pruned (here: the first ones)
-        load_masks(model, {"cell": [list(range(5 - args.num_keep, 5))] * 6})
+    return Network(args.init_channels, args.num_cells, 10, args.method, args.k)
+
+
+def build_darts(args):
+    from darts_space.model_search import Network
+
+    return Network(args.init_channels, 10, args.layers, args.method, args.k)
+
+
+SPACES = {"201": build_201, "darts": build_darts}
+DEFAULT_CHANNELS = {"201": 16, "darts": 36}
+
+
+def build(args, device):
+    """The space's search network (pruned to --num_keep ops per edge), its architect and SGD."""
+    model = SPACES[args.space](args).to(device)
+    if args.num_keep:  # a later progressive stage; kept: the last (costliest) ops of every edge
+        num_ops = next(iter(model.arch_weights().values())).num_ops
+        load_masks(model, {name: [list(range(num_ops - args.num_keep, num_ops))] * arch.num_edges
+                           for name, arch in model.arch_weights().items()})
         apply_masks(model)
     architect = Architect(model, lr=3e-4, reg_scale=1e-3, unrolled=args.unrolled)
     optimizer = torch.optim.SGD(model.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
     return model, architect, optimizer, (3, 32, 32)
-
-
-SPACES = {"201": build_201}
 
 
 def build_parser():
@@ -49,8 +60,9 @@ def build_parser():
     p.add_argument("--num_keep", type=int, default=None,
                    help="ops kept per edge (a progressive stage after pruning; default: all)")
     p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--init_channels", type=int, default=16)
-    p.add_argument("--num_cells", type=int, default=5)
+    p.add_argument("--init_channels", type=int, default=None, help="default: 16 (201), 36 (darts)")
+    p.add_argument("--num_cells", type=int, default=5, help="N of the 201 space")
+    p.add_argument("--layers", type=int, default=20, help="cells of the DARTS space")
     p.add_argument("--method", default="dirichlet")
     p.add_argument("--unrolled", action="store_true")
     p.add_argument("--steps", type=int, default=10, help="timed steps")
@@ -59,15 +71,20 @@ def build_parser():
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory_table", action="store_true",
-                   help="NAS-Bench-201 table: k = 1, 2, 4, 8 and the progressive second stage "
-                        "(k=2, 3 ops kept), each in its own process; prints Markdown")
+                   help="a table, each row in its own process, as Markdown: for 201, k = 1, 2, 4, 8 "
+                        "and the progressive second stage (k=2, 3 ops); for darts, the two stages")
     return p
 
 
-# (label, extra flags) of the paper's partial-channel table (NAS-Bench-201, CIFAR-10, batch 64)
-MEMORY_ROWS = [("k=1", ["--k", "1"]), ("k=2", ["--k", "2"]), ("k=4", ["--k", "4"]),
-               ("k=8", ["--k", "8"]), ("progressive, stage 2 (k=2, 3 ops)", ["--k", "2", "--num_keep", "3"])]
-PAPER_MB = {"k=1": 2437, "k=2": 1583, "k=4": 1159, "k=8": 949, "progressive, stage 2 (k=2, 3 ops)": 949}
+# (label, extra flags, the paper's GPU memory in MB or None) per space: for NAS-Bench-201 the
+# paper's partial-channel table (CIFAR-10, batch 64); for the DARTS space the two stages of
+# the progressive CIFAR search
+MEMORY_ROWS = {
+    "201": [("k=1", ["--k", "1"], 2437), ("k=2", ["--k", "2"], 1583), ("k=4", ["--k", "4"], 1159),
+            ("k=8", ["--k", "8"], 949), ("progressive, stage 2 (k=2, 3 ops)", ["--k", "2", "--num_keep", "3"], 949)],
+    "darts": [("stage 1 (k=6, 7 ops)", ["--k", "6"], None),
+              ("stage 2, widened (k=4, 4 ops)", ["--k", "4", "--num_keep", "4"], None)],
+}
 
 
 def memory_table(argv):
@@ -77,7 +94,7 @@ def memory_table(argv):
     base = [a for a in argv if a != "--memory_table"]
     lines = ["| configuration | median step (s) | images/s | peak memory (MB) | paper, GTX 1080 Ti (MB) |",
              "| --- | --- | --- | --- | --- |"]
-    for label, extra in MEMORY_ROWS:
+    for label, extra, paper_mb in MEMORY_ROWS[build_parser().parse_args(base).space]:
         out = subprocess.run([sys.executable, __file__, *base, *extra], capture_output=True, text=True)
         if out.returncode:
             raise UserError(f"{label} failed: {out.stderr.strip().splitlines()[-1]}")
@@ -86,7 +103,7 @@ def memory_table(argv):
         if "setup_rss_mb" in row:  # CPU: the step's own share is what grows with the supernet
             memory += f" ({row['peak_memory_mb'] - row['setup_rss_mb']:.0f} above set-up)"
         lines.append(f"| {label} | {row['median_step_s']:.3f} | {row['images_per_s']:.1f} | "
-                     f"{memory} | {PAPER_MB[label]} |")
+                     f"{memory} | {paper_mb or '-'} |")
     print(f"device {row['device']}, batch {row['batch_size']}, {row['threads']} threads, torch {row['torch']}"
           + (f", setup RSS {row['setup_rss_mb']:.0f} MB" if "setup_rss_mb" in row else ""))
     print("\n".join(lines))
@@ -110,7 +127,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    model, architect, optimizer, shape = SPACES[args.space](args, device)
+    args.init_channels = args.init_channels or DEFAULT_CHANNELS[args.space]
+    if args.init_channels % args.k:
+        raise UserError(f"--k {args.k} does not divide --init_channels {args.init_channels}")
+    model, architect, optimizer, shape = build(args, device)
     g = torch.Generator().manual_seed(args.seed)
 
     def batch():
@@ -133,7 +153,7 @@ def main(argv=None):
     median = statistics.median(times)
     report = {
         "space": args.space, "k": args.k, "num_keep": args.num_keep, "batch_size": args.batch_size, "init_channels": args.init_channels,
-        "num_cells": args.num_cells, "method": args.method, "unrolled": args.unrolled,
+        "num_cells": args.num_cells, "layers": args.layers, "method": args.method, "unrolled": args.unrolled,
         "device": str(device), "threads": torch.get_num_threads(),
         "steps": args.steps, "median_step_s": median, "mean_step_s": statistics.fmean(times),
         "images_per_s": args.batch_size / median,

@@ -1,0 +1,278 @@
+"""The DARTS-space evaluation networks (SPEC section 3): a searched cell stacked into the
+standard DARTS `NetworkCIFAR` / `NetworkImageNet`, with auxiliary head and drop-path.
+
+    Cell(genotype, C_prev_prev, C_prev, C, reduction, reduction_prev)
+    NetworkCIFAR(C, num_classes, layers, auxiliary, genotype)      # C 36, 20 layers
+    NetworkImageNet(C, num_classes, layers, auxiliary, genotype)   # C 48, 14 layers
+    resolve_genotype(arch) -> Genotype   # a published name, or a results / genotype JSON
+    count_parameters(model) -> float     # millions, auxiliary head not counted
+
+A cell preprocesses its two inputs (the outputs of the two previous cells) to C channels:
+1x1 ReLU-conv-BN, or a FactorizedReduce for the older input when the previous cell halved
+the spatial size. Every intermediate node is the sum of the genotype's two ops applied to
+the chosen earlier states (ops on the two cell inputs have stride 2 in a reduction cell);
+the cell output concatenates the genotype's `concat` states, `len(concat) * C` channels.
+In training, every op output except an identity (stride-1 skip) goes through drop-path.
+
+The networks: the cells at `layers // 3` and `2 * layers // 3` are reduction cells and
+double C; the auxiliary head (training mode only) reads the output of the second reduction
+cell; global average pooling and a linear classifier end the network. `forward` returns
+`(logits, logits_aux)`, `logits_aux` None unless the network has an auxiliary head and is
+in training mode. The training script sets `model.drop_path_prob` (0 by default) each epoch.
+
+Activations that the DARTS code applies in place on a tensor still in use (the auxiliary
+head's first ReLU, `stem1`'s ReLU) are not in place here; every consumer of those tensors
+starts with a ReLU, so the function is the same. Like the DARTS code (see the note there),
+the ImageNet auxiliary head has no BatchNorm after its 768-channel convolution.
+"""
+import json
+import os
+
+import torch
+from torch import nn
+
+from common.errors import UserError
+from darts_space.genotypes import GENOTYPES, Genotype, genotype_from_json
+from darts_space.operations import OPS, FactorizedReduce, ReLUConvBN
+
+RESULTS_NAME = "results.json"
+
+
+def drop_path(x, drop_prob):
+    """Zero whole samples of `x` (batch-first) with probability `drop_prob` and scale the
+    kept ones by 1 / (1 - drop_prob), so the expectation is unchanged. The mask is drawn on
+    x's device (no host synchronisation); `drop_prob` <= 0 returns x itself."""
+    if drop_prob <= 0.0:
+        return x
+    keep_prob = 1.0 - drop_prob
+    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device)
+    mask.bernoulli_(keep_prob)
+    return x * mask.div_(keep_prob)
+
+
+def _as_genotype(genotype):
+    if isinstance(genotype, Genotype):
+        return genotype
+    return genotype_from_json(genotype)  # a genotype_to_json dict
+
+
+class Cell(nn.Module):
+    """One evaluation cell of `genotype` (see the module doc)."""
+
+    def __init__(self, genotype, C_prev_prev, C_prev, C, reduction, reduction_prev):
+        super().__init__()
+        genotype = _as_genotype(genotype)
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=True)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=True)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=True)
+        pairs, concat = (genotype.reduce, genotype.reduce_concat) if reduction else \
+            (genotype.normal, genotype.normal_concat)
+        self.reduction = reduction
+        self.steps = len(pairs) // 2
+        self.concat = [int(s) for s in concat]
+        self.multiplier = len(self.concat)
+        self.indices = [int(j) for _, j in pairs]
+        self.ops = nn.ModuleList(
+            OPS[name](C, 2 if reduction and j < 2 else 1, True) for name, j in pairs
+        )
+
+    def forward(self, s0, s1, drop_prob=0.0):
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        drop = self.training and drop_prob > 0.0
+        for node in range(self.steps):
+            total = 0
+            for e in (2 * node, 2 * node + 1):
+                op = self.ops[e]
+                h = op(states[self.indices[e]])
+                if drop and not isinstance(op, nn.Identity):
+                    h = drop_path(h, drop_prob)
+                total = total + h
+            states.append(total)
+        return torch.cat([states[s] for s in self.concat], dim=1)
+
+
+class AuxiliaryHeadCIFAR(nn.Module):
+    """Auxiliary classifier on the 8x8 output of the second reduction cell (CIFAR)."""
+
+    def __init__(self, C, num_classes):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),  # 8x8 -> 2x2
+            nn.Conv2d(C, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),  # 2x2 -> 1x1
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class AuxiliaryHeadImageNet(nn.Module):
+    """Auxiliary classifier on the output of the second reduction cell (ImageNet: 7x7 at
+    224x224 input; the DARTS code's comment says 14x14, its arithmetic needs 7x7). No
+    BatchNorm after the 768-channel convolution, as in the DARTS code."""
+
+    def __init__(self, C, num_classes):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.AvgPool2d(5, stride=2, padding=0, count_include_pad=False),  # 7x7 -> 2x2
+            nn.Conv2d(C, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),  # 2x2 -> 1x1
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+class _Network(nn.Module):
+    """The cell stack shared by the CIFAR and ImageNet networks."""
+
+    def _build_cells(self, genotype, layers, C, C_prev_prev, C_prev, reduction_prev):
+        self._layers = layers
+        self._aux_index = 2 * layers // 3
+        cells, C_curr, C_to_auxiliary = [], C, None
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = Cell(genotype, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
+            cells.append(cell)
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+            if i == self._aux_index:
+                C_to_auxiliary = C_prev
+        self.cells = nn.ModuleList(cells)
+        return C_prev, C_to_auxiliary
+
+    def _run_cells(self, s0, s1):
+        logits_aux = None
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == self._aux_index and self._auxiliary and self.training:
+                logits_aux = self.auxiliary_head(s1)
+        return s1, logits_aux
+
+
+class NetworkCIFAR(_Network):
+    """The DARTS CIFAR evaluation network (3x3 conv stem to 3C channels)."""
+
+    def __init__(self, C, num_classes, layers, auxiliary, genotype, stem_multiplier=3):
+        super().__init__()
+        genotype = _as_genotype(genotype)
+        self.genotype = genotype
+        self._auxiliary = bool(auxiliary)
+        self.drop_path_prob = 0.0
+        c_stem = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        C_prev, C_aux = self._build_cells(genotype, layers, C, c_stem, c_stem, False)
+        if self._auxiliary:
+            self.auxiliary_head = AuxiliaryHeadCIFAR(C_aux, num_classes)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def forward(self, x):
+        s0 = s1 = self.stem(x)
+        out, logits_aux = self._run_cells(s0, s1)
+        logits = self.classifier(self.global_pooling(out).flatten(1))
+        return logits, logits_aux
+
+
+class NetworkImageNet(_Network):
+    """The DARTS ImageNet (mobile setting) evaluation network: 224x224 input, stems down to
+    28x28, 7x7 after the second reduction cell, 7x7 average pool."""
+
+    def __init__(self, C, num_classes, layers, auxiliary, genotype):
+        super().__init__()
+        genotype = _as_genotype(genotype)
+        self.genotype = genotype
+        self._auxiliary = bool(auxiliary)
+        self.drop_path_prob = 0.0
+        self.stem0 = nn.Sequential(
+            nn.Conv2d(3, C // 2, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(C // 2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(C),
+        )
+        self.stem1 = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(C),
+        )
+        C_prev, C_aux = self._build_cells(genotype, layers, C, C, C, True)
+        if self._auxiliary:
+            self.auxiliary_head = AuxiliaryHeadImageNet(C_aux, num_classes)
+        self.global_pooling = nn.AvgPool2d(7)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def forward(self, x):
+        s0 = self.stem0(x)
+        s1 = self.stem1(s0)
+        out, logits_aux = self._run_cells(s0, s1)
+        logits = self.classifier(self.global_pooling(out).flatten(1))
+        return logits, logits_aux
+
+
+def count_parameters(model):
+    """Parameters in millions, those of the auxiliary head (names containing 'auxiliary')
+    not counted: the DARTS `count_parameters_in_MB` convention."""
+    return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name) / 1e6
+
+
+# --- --arch ----------------------------------------------------------------------------------
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def resolve_genotype(arch):
+    """The Genotype that `--arch` names: a published genotype (a key of GENOTYPES), or a
+    JSON file: a DARTS-space search's results.json (its "genotype" entry, the final one) or
+    a bare genotype (`genotype_to_json`'s dict). A search run folder holding results.json is
+    accepted too. A Genotype passes through. Anything else is a one-line UserError."""
+    if isinstance(arch, Genotype):
+        return arch
+    arch = str(arch)
+    if arch in GENOTYPES:
+        return GENOTYPES[arch]
+    if not os.path.exists(arch):
+        raise UserError(f"--arch {arch!r} is neither a known genotype ({', '.join(GENOTYPES)}) "
+                        f"nor an existing JSON file (a search's {RESULTS_NAME} or a genotype)")
+    file = os.path.join(arch, RESULTS_NAME) if os.path.isdir(arch) else arch
+    if not os.path.isfile(file):
+        raise UserError(f"--arch {arch!r} is a folder without {RESULTS_NAME}: pass a DARTS-space "
+                        f"search run folder, its {RESULTS_NAME}, a genotype JSON or one of "
+                        f"{', '.join(GENOTYPES)}")
+    try:
+        with open(file, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as err:
+        raise UserError(f"cannot read --arch file {file}: {_one_line(err.strerror or err)}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"--arch file {file} is not valid JSON ({_one_line(err)})") from None
+    if isinstance(data, dict) and all(key in data for key in Genotype._fields):
+        genotype = data  # a bare genotype
+    elif isinstance(data, dict) and data.get("genotype") is not None:
+        genotype = data["genotype"]
+    else:
+        raise UserError(f"--arch file {file} holds no genotype: expected a DARTS-space search's "
+                        f"{RESULTS_NAME} (after its first epoch) or a genotype JSON with keys "
+                        f"{', '.join(Genotype._fields)}")
+    if not isinstance(genotype, dict):
+        raise UserError(f"--arch file {file}: the genotype is not a DARTS-space genotype "
+                        f"(got {_one_line(json.dumps(genotype))[:80]}; a NAS-Bench-201 search?)")
+    try:
+        return genotype_from_json(genotype)
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"--arch file {file}: bad genotype: {_one_line(err)}") from None
