@@ -320,7 +320,8 @@ class DeviceLoader:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                  mean, std, device, shuffle: bool = True, drop_last: bool = False,
-                 pad: int = 0, flip: bool = False, cutout: int = 0, seed: int = 0):
+                 pad: int = 0, flip: bool = False, cutout: int = 0, seed: int = 0,
+                 memory_format=torch.contiguous_format):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if images.shape[0] != labels.shape[0]:
@@ -336,6 +337,7 @@ class DeviceLoader:
         self.labels = labels.to(self.device, torch.long)
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.pad, self.flip, self.cutout = int(pad), bool(flip), int(cutout)
+        self.memory_format = memory_format  # of the batches: channels_last where the model is
         c = images.shape[1]
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
@@ -348,13 +350,15 @@ class DeviceLoader:
 
     @classmethod
     def from_imageset(cls, imageset: ImageSet, indices=None, *, train: bool, batch_size: int,
-                      device, seed: int, cutout: int = 0, drop_last: bool = False) -> "DeviceLoader":
+                      device, seed: int, cutout: int = 0, drop_last: bool = False,
+                      memory_format=torch.contiguous_format) -> "DeviceLoader":
         """Training loader (shuffle, crop, flip) or evaluation loader (none) of a set or a subset."""
         if indices is not None:
             imageset = subset(imageset, indices)  # select on CPU: only the subset travels
         return cls(imageset.images, imageset.labels, batch_size=batch_size, mean=imageset.mean,
                    std=imageset.std, device=device, shuffle=train, drop_last=drop_last,
-                   pad=imageset.pad if train else 0, flip=train, cutout=cutout, seed=seed)
+                   pad=imageset.pad if train else 0, flip=train, cutout=cutout, seed=seed,
+                   memory_format=memory_format)
 
     @property
     def num_images(self) -> int:
@@ -388,7 +392,7 @@ class DeviceLoader:
         x = x.float().div_(255).sub_(self.mean).div_(self.std)
         if self.cutout > 0:
             x = self._apply_cutout(x, bsz, h, w)
-        return x.contiguous()
+        return x.contiguous(memory_format=self.memory_format)
 
     def _crop_flip(self, idx: torch.Tensor, bsz: int, h: int, w: int) -> torch.Tensor:
         """One gather does both: source pixel of output (r, c) is (oy+r-pad, ox+c'-pad)."""

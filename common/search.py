@@ -149,6 +149,7 @@ class SearchParts:
     sample_archs: int = 0  # architectures sampled every epoch for the exploration record
     hessian_freq: int = 0  # every this many epochs, the dominant Hessian eigenvalue (0: never)
     hessian_batches: int = 4  # fixed validation batches for the eigenvalue
+    memory_format: torch.memory_format = torch.contiguous_format  # of the model's conv weights
 
 
 def forked_rng(device):
@@ -228,6 +229,7 @@ def run_search(parts, run, *, start_epoch=0, stop_after_epoch=None):
         stage = parts.stages[stage_index]
         if stage_epoch == 0 and stage_index > 0:  # progressive learning: prune, then widen
             prune_and_widen(model, parts.weight_optimizer, stage.num_keep, stage.k)
+            model.to(memory_format=parts.memory_format)  # the widened ops are built contiguous
         lr = parts.weight_optimizer.param_groups[0]["lr"]
         tau = parts.tau(epoch) if parts.tau else None
         if tau is not None:

@@ -21,6 +21,8 @@ from common.progressive import apply_masks
 from common.run import PROJECT_ROOT, Run, default_output_dir, resolve_device, seed_everything
 from common.search import SearchParts, Stage, load_masks, restore, run_search
 
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
 # Flags that may change between a run and its --resume (all others must match the checkpoint).
 RESUME_MAY_DIFFER = {"resume", "device", "data", "api_path", "report_freq", "output_dir",
                      "stop_after_epoch", "save"}
@@ -74,6 +76,9 @@ def build_parser(description, progressive):
     p.add_argument("--hessian_freq", type=int, default=0,
                    help="every E epochs, the dominant Hessian eigenvalue w.r.t. alpha (figures 4-5)")
     p.add_argument("--hessian_batches", type=int, default=4, help="validation batches for the eigenvalue")
+    p.add_argument("--memory_format", default="channels_last", choices=sorted(MEMORY_FORMATS),
+                   help="layout of activations and conv weights: channels_last is faster on CPUs "
+                        "(see docs/performance.md) and gives the same results to float tolerance")
     p.add_argument("--report_freq", type=int, default=50, help="log every N steps (non-terminal output)")
     p.add_argument("--save", default="exp", help="experiment name, part of the output folder name")
     p.add_argument("--output_dir", default=None, help="output folder (default: experiments/<space>/...)")
@@ -127,19 +132,22 @@ def search_loaders(args, device):
         raise UserError(f"{len(data)} training images are too few for two halves of batch "
                         f"{args.batch_size}: lower --batch_size or raise --data_limit")
     cutout = args.cutout_length if args.cutout else 0
-    shared = dict(batch_size=args.batch_size, device=device, cutout=cutout, drop_last=True)
+    memory_format = MEMORY_FORMATS[args.memory_format]
+    shared = dict(batch_size=args.batch_size, device=device, cutout=cutout, drop_last=True,
+                  memory_format=memory_format)
     # drop_last: every step sees a full batch, as the benchmark times it
     train = DeviceLoader.from_imageset(data, weight_half, train=True, seed=args.seed, **shared)
     arch = DeviceLoader.from_imageset(data, arch_half, train=True, seed=args.seed + 1, **shared)
     valid = DeviceLoader.from_imageset(data, arch_half, train=False, batch_size=args.batch_size,
-                                       device=device, seed=args.seed + 2)
+                                       device=device, seed=args.seed + 2, memory_format=memory_format)
     return data.num_classes, train, arch, valid
 
 
 def build_search(args, stages, device, space, benchmark=None, k=None, masks=None):
     """Model, optimizers and loaders; `k` and `masks` rebuild the network of a checkpoint."""
     num_classes, train, arch, valid = search_loaders(args, device)
-    model = space.build_network(args, num_classes, k or stages[0].k).to(device)
+    memory_format = MEMORY_FORMATS[args.memory_format]
+    model = space.build_network(args, num_classes, k or stages[0].k).to(device, memory_format=memory_format)
     if masks:
         load_masks(model, masks)
         apply_masks(model)
@@ -159,7 +167,7 @@ def build_search(args, stages, device, space, benchmark=None, k=None, masks=None
         scheduler=scheduler, train_loader=train, arch_loader=arch, valid_loader=valid,
         stages=stages, grad_clip=args.grad_clip, report_freq=args.report_freq, tau=tau,
         benchmark=benchmark, sample_archs=args.sample_archs,
-        hessian_freq=args.hessian_freq, hessian_batches=args.hessian_batches)
+        hessian_freq=args.hessian_freq, hessian_batches=args.hessian_batches, memory_format=memory_format)
 
 
 def run(args, stages, space):

@@ -22,6 +22,7 @@ from common.errors import ArgumentParser, UserError, exit_on_user_error
 from common.run import resolve_device, seed_everything
 from common.progressive import apply_masks
 from common.search import load_masks, search_step
+from common.search_script import MEMORY_FORMATS
 
 
 def build_201(args):
@@ -42,7 +43,7 @@ DEFAULT_CHANNELS = {"201": 16, "darts": 36}
 
 def build(args, device):
     """The space's search network (pruned to --num_keep ops per edge), its architect and SGD."""
-    model = SPACES[args.space](args).to(device)
+    model = SPACES[args.space](args).to(device, memory_format=MEMORY_FORMATS[args.memory_format])
     if args.num_keep:  # a later progressive stage; kept: the last (costliest) ops of every edge
         num_ops = next(iter(model.arch_weights().values())).num_ops
         load_masks(model, {name: [list(range(num_ops - args.num_keep, num_ops))] * arch.num_edges
@@ -65,6 +66,7 @@ def build_parser():
     p.add_argument("--layers", type=int, default=20, help="cells of the DARTS space")
     p.add_argument("--method", default="dirichlet")
     p.add_argument("--unrolled", action="store_true")
+    p.add_argument("--memory_format", default="channels_last", choices=sorted(MEMORY_FORMATS))
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--device", default="auto")
@@ -135,6 +137,7 @@ def main(argv=None):
 
     def batch():
         x = torch.randn(args.batch_size, *shape, generator=g).to(device)
+        x = x.contiguous(memory_format=MEMORY_FORMATS[args.memory_format])
         return x, torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
 
     batches = [(batch(), batch()) for _ in range(4)]
@@ -153,7 +156,7 @@ def main(argv=None):
     median = statistics.median(times)
     report = {
         "space": args.space, "k": args.k, "num_keep": args.num_keep, "batch_size": args.batch_size, "init_channels": args.init_channels,
-        "num_cells": args.num_cells, "layers": args.layers, "method": args.method, "unrolled": args.unrolled,
+        "num_cells": args.num_cells, "layers": args.layers, "method": args.method, "unrolled": args.unrolled, "memory_format": args.memory_format,
         "device": str(device), "threads": torch.get_num_threads(),
         "steps": args.steps, "median_step_s": median, "mean_step_s": statistics.fmean(times),
         "images_per_s": args.batch_size / median,

@@ -153,3 +153,18 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
     assert len(err.splitlines()) == 1 and "diverged" in err and "epoch 2, step 3" in err, err
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert results(run)["diverged"] == {"epoch": 2, "step": 3}
+
+
+def test_channels_last_gives_the_same_search_as_contiguous(tmp_path):
+    """The default memory format is a speed-up only: same architecture to float tolerance.
+
+    Other conv algorithms round differently (~1e-6 relative); Adam turns gradients into
+    steps of about lr = 3e-4 whatever their size, so alpha agrees to a few 1e-6 after an
+    epoch: 1e-5 is 3 % of one step, far below what 4 steps move it."""
+    for fmt in ("channels_last", "contiguous"):
+        search(tmp_path / fmt, "--epochs", "1", "--memory_format", fmt, "--init_channels", "8", "--k", "2")
+    fast, plain = final_alpha(tmp_path / "channels_last"), final_alpha(tmp_path / "contiguous")
+    assert not torch.equal(fast, torch.zeros_like(fast))
+    assert torch.allclose(fast, plain, rtol=0, atol=1e-5), (fast - plain).abs().max()
+    a, b = results(tmp_path / "channels_last"), results(tmp_path / "contiguous")
+    assert a["epochs"][0]["train_loss"] == pytest.approx(b["epochs"][0]["train_loss"], rel=1e-5)
