@@ -93,48 +93,42 @@ class Cell(nn.Module):
         return torch.cat([states[s] for s in self.concat], dim=1)
 
 
-class AuxiliaryHeadCIFAR(nn.Module):
-    """Auxiliary classifier on the 8x8 output of the second reduction cell (CIFAR)."""
+class AuxiliaryHead(nn.Module):
+    """Auxiliary classifier on the output of the second reduction cell (DARTS):
+    ReLU, 5x5 average pool to 2x2, 1x1 conv to 128, BN, ReLU, 2x2 conv to 768, [BN], ReLU, linear."""
 
-    def __init__(self, C, num_classes):
+    def __init__(self, C, num_classes, pool_stride, bn_after_768):
         super().__init__()
-        self.features = nn.Sequential(
+        layers = [
             nn.ReLU(inplace=False),
-            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),  # 8x8 -> 2x2
+            nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False),
             nn.Conv2d(C, 128, 1, bias=False),
             nn.BatchNorm2d(128),
             nn.ReLU(inplace=True),
             nn.Conv2d(128, 768, 2, bias=False),  # 2x2 -> 1x1
-            nn.BatchNorm2d(768),
-            nn.ReLU(inplace=True),
-        )
+        ]
+        if bn_after_768:
+            layers.append(nn.BatchNorm2d(768))
+        self.features = nn.Sequential(*layers, nn.ReLU(inplace=True))
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x):
         return self.classifier(self.features(x).flatten(1))
 
 
-class AuxiliaryHeadImageNet(nn.Module):
-    """Auxiliary classifier on the output of the second reduction cell (ImageNet: 7x7 at
-    224x224 input; the DARTS code's comment says 14x14, its arithmetic needs 7x7). No
-    BatchNorm after the 768-channel convolution, as in the DARTS code."""
+class AuxiliaryHeadCIFAR(AuxiliaryHead):
+    """On the 8x8 output at CIFAR size (pool stride 3)."""
 
     def __init__(self, C, num_classes):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.AvgPool2d(5, stride=2, padding=0, count_include_pad=False),  # 7x7 -> 2x2
-            nn.Conv2d(C, 128, 1, bias=False),
-            nn.BatchNorm2d(128),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False),  # 2x2 -> 1x1
-            nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Linear(768, num_classes)
+        super().__init__(C, num_classes, pool_stride=3, bn_after_768=True)
 
-    def forward(self, x):
-        return self.classifier(self.features(x).flatten(1))
 
+class AuxiliaryHeadImageNet(AuxiliaryHead):
+    """On the 7x7 output at 224x224 (pool stride 2; the DARTS code's comment says 14x14, its
+    arithmetic needs 7x7). No BatchNorm after the 768-channel convolution, as in the DARTS code."""
+
+    def __init__(self, C, num_classes):
+        super().__init__(C, num_classes, pool_stride=2, bn_after_768=False)
 
 class _Network(nn.Module):
     """The cell stack shared by the CIFAR and ImageNet networks."""
