@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.arch import ArchWeights
-from common.mixed_op import MixedOp
+from common.mixed_op import MixedOp, tensor_sum
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_NODES = 4
@@ -71,7 +71,7 @@ class SearchCell(nn.Module):
         nodes = [x]
         for i in range(1, NUM_NODES):
             nodes.append(
-                sum(
+                tensor_sum(
                     self.edges[e](nodes[j], weights[e], kept[e], hard_choices and hard_choices[e])
                     for e, (node, j) in enumerate(EDGES)
                     if node == i

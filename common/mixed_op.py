@@ -9,11 +9,17 @@ from the host-side kept list) and `none`, whose output is zero (its weight's gra
 <grad, 0> is zero too, so skipping it changes nothing).
 """
 import functools
+import operator
 
 import torch
 from torch import nn
 
 ZERO_OP = "none"
+
+
+def tensor_sum(tensors):
+    """Python's sum() without its leading `0 + t`, which costs a full-size add (and a copy)."""
+    return functools.reduce(operator.add, tensors)
 
 
 def channel_shuffle(x, groups):
@@ -127,5 +133,5 @@ class MixedOp(nn.Module):
         computed = [o for o in kept if o not in self.zero_ops]
         if not computed:  # only `none` left: a zero output of the right shape
             return self._join(weights[kept[0]] * self.ops[kept[0]](x_active), rest)
-        out = sum(weights[o] * self.ops[o](x_active) for o in computed)
+        out = tensor_sum(weights[o] * self.ops[o](x_active) for o in computed)
         return self._join(out, rest)

@@ -116,6 +116,23 @@ def evaluate(model, loader):
     return loss, acc
 
 
+def divergence_check(run, epoch, fix, is_main=True):
+    """A callback for the loops: given the first non-finite step (or -1), stop the run with one
+    line naming epoch and step; the checkpoint of the last good epoch stays."""
+
+    def check(first_bad):
+        if first_bad < 0:
+            return
+        if is_main:
+            run.save_results(diverged={"epoch": epoch + 1, "step": first_bad + 1})
+        raise Diverged(
+            f"training diverged: non-finite loss at epoch {epoch + 1}, step {first_bad + 1}; "
+            f"the last good checkpoint ({epoch} epochs done) is kept in {run.dir / CHECKPOINT_NAME}: "
+            f"{fix} and start again")
+
+    return check
+
+
 def set_tau(model, tau):
     for arch in model.arch_weights().values():
         arch.tau = tau
@@ -239,14 +256,7 @@ def run_search(parts, run, *, start_epoch=0, stop_after_epoch=None):
                  + (f" tau {tau:.3f}" if tau is not None else "")
                  + ("" if update_arch else " (architecture warm-up: weights only)"))
 
-        def check_divergence(first_bad, epoch=epoch):
-            if first_bad >= 0:
-                run.save_results(diverged={"epoch": epoch + 1, "step": first_bad + 1})
-                raise Diverged(
-                    f"training diverged: non-finite loss at epoch {epoch + 1}, step {first_bad + 1}; "
-                    f"the last good checkpoint ({epoch} epochs done) is kept in {run.dir / CHECKPOINT_NAME}: "
-                    "lower --learning_rate or --arch_learning_rate and start again")
-
+        check_divergence = divergence_check(run, epoch, "lower --learning_rate or --arch_learning_rate")
         started = time.time()
         progress = Progress(log, f"epoch {epoch + 1}", steps, parts.train_loader.batch_size,
                             parts.report_freq, steps_after=steps * (total - epoch - 1))

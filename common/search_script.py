@@ -79,15 +79,20 @@ def build_parser(description, progressive):
     p.add_argument("--memory_format", default="channels_last", choices=sorted(MEMORY_FORMATS),
                    help="layout of activations and conv weights: channels_last is faster on CPUs "
                         "(see docs/performance.md) and gives the same results to float tolerance")
+    add_run_flags(p)
+    return p
+
+
+def add_run_flags(p):
+    """Where a run goes, on what device, and how it stops and resumes: every script has these."""
     p.add_argument("--report_freq", type=int, default=50, help="log every N steps (non-terminal output)")
     p.add_argument("--save", default="exp", help="experiment name, part of the output folder name")
-    p.add_argument("--output_dir", default=None, help="output folder (default: experiments/<space>/...)")
+    p.add_argument("--output_dir", default=None, help="output folder (default: experiments/<space>/<dataset>/...)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in this folder")
     p.add_argument("--stop_after_epoch", type=int, default=None,
                    help="stop cleanly after this epoch (e.g. a scheduler's time limit); --resume later")
     p.add_argument("--data_limit", type=int, default=None, help="use only the first N training images")
-    return p
 
 
 def stages_of(args, num_ops):
@@ -170,9 +175,9 @@ def build_search(args, stages, device, space, benchmark=None, k=None, masks=None
         hessian_freq=args.hessian_freq, hessian_batches=args.hessian_batches, memory_format=memory_format)
 
 
-def run(args, stages, space):
-    """A search (plain or progressive) with parsed flags; returns the final genotype."""
-    check_args(args, stages)
+def prepare_run(args, default_dir):
+    """(device, checkpoint or None, output folder), seeded: --resume continues in the run's own
+    folder with the checkpoint's settings; `default_dir()` names a new run's folder."""
     device = resolve_device(args.device)
     checkpoint = None
     if args.resume:
@@ -180,10 +185,18 @@ def run(args, stages, space):
         check_same_settings(checkpoint["args"], vars(args), RESUME_MAY_DIFFER)
         out_dir = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
     else:
-        out_dir = Path(args.output_dir or default_output_dir(space.name, args.dataset, args.save, args.seed))
+        out_dir = Path(args.output_dir or default_dir())
     seed_everything(args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    return device, checkpoint, out_dir
+
+
+def run(args, stages, space):
+    """A search (plain or progressive) with parsed flags; returns the final genotype."""
+    check_args(args, stages)
+    device, checkpoint, out_dir = prepare_run(
+        args, lambda: default_output_dir(space.name, args.dataset, args.save, args.seed))
 
     run = Run(out_dir, vars(args), device, results=checkpoint["results"] if checkpoint else None)
     try:
