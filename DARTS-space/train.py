@@ -10,6 +10,10 @@ Training uses the whole training set, evaluation the test split; the results JSO
 every epoch's test accuracy, the final and best test accuracy and the parameter count.
 `--device`, `--resume`, `--output_dir`, `--stop_after_epoch`, `--data_limit` and
 `--memory_format` are additions. The loop and the run plumbing live in common/.
+
+Data parallel on several GPUs (or CPU processes), same flags, `--batch_size` the global batch:
+
+    torchrun --nproc_per_node=4 train.py --auxiliary --cutout --arch DrNAS_cifar10
 """
 import argparse
 
@@ -17,10 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from common.data import DATASETS, DeviceLoader, load_dataset, subset
+from common.distributed import ShardedLoader, global_to_local_batch
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.run import PROJECT_ROOT, Run, default_output_dir
-from common.search_script import MEMORY_FORMATS, add_run_flags, prepare_run
-from common.train import TrainParts, restore, run_training
+from common.run import PROJECT_ROOT, default_output_dir
+from common.search_script import MEMORY_FORMATS, add_run_flags
+from common.train import TrainParts, distributed_main, train_from_flags
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkCIFAR, count_parameters, resolve_genotype
 
@@ -29,33 +34,41 @@ SPACE = "DARTS-space"
 DATASET_CHOICES = [name for name in sorted(DATASETS) if name != "imagenet16-120"]
 
 
+def add_training_flags(p, *, batch_size, learning_rate, weight_decay, epochs, init_channels, layers,
+                       drop_path_prob, arch):
+    """The flags train.py and train_imagenet.py share, with each script's defaults."""
+    p.add_argument("--batch_size", type=int, default=batch_size, help="the global batch (all processes)")
+    p.add_argument("--learning_rate", type=float, default=learning_rate, help="initial (peak) learning rate")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight_decay", type=float, default=weight_decay)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--init_channels", type=int, default=init_channels, help="C: channels of the first stage")
+    p.add_argument("--layers", type=int, default=layers, help="cells in the network")
+    p.add_argument("--auxiliary", action="store_true", help="auxiliary head after the second reduction cell")
+    p.add_argument("--auxiliary_weight", type=float, default=0.4)
+    p.add_argument("--drop_path_prob", type=float, default=drop_path_prob, help="final value of the linear ramp")
+    p.add_argument("--arch", default=arch,
+                   help="published genotype name, a search's results.json or run folder, or a genotype JSON")
+    p.add_argument("--grad_clip", type=float, default=5.0, help="gradient-norm clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory_format", default="contiguous", choices=sorted(MEMORY_FORMATS),
+                   help="layout of activations and conv weights")
+    add_run_flags(p)
+
+
 def build_parser(description=__doc__.splitlines()[0]):
     p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=str(PROJECT_ROOT / "data"), help="folder holding the datasets")
     p.add_argument("--dataset", default="cifar10", choices=DATASET_CHOICES)
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--learning_rate", type=float, default=0.025, help="initial learning rate (cosine to 0)")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight_decay", type=float, default=3e-4)
-    p.add_argument("--epochs", type=int, default=600)
-    p.add_argument("--init_channels", type=int, default=36, help="C: channels of the first stage")
-    p.add_argument("--layers", type=int, default=20, help="cells in the network")
-    p.add_argument("--auxiliary", action="store_true", help="auxiliary head after the second reduction cell")
-    p.add_argument("--auxiliary_weight", type=float, default=0.4)
+    add_training_flags(p, batch_size=64, learning_rate=0.025, weight_decay=3e-4, epochs=600, init_channels=36,
+                       layers=20, drop_path_prob=0.3, arch="DrNAS_cifar10")
     p.add_argument("--cutout", action="store_true")
     p.add_argument("--cutout_length", type=int, default=16)
-    p.add_argument("--drop_path_prob", type=float, default=0.3, help="final value of the linear ramp")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--arch", default="DrNAS_cifar10",
-                   help="published genotype name, a search's results.json or run folder, or a genotype JSON")
-    p.add_argument("--grad_clip", type=float, default=5.0, help="gradient-norm clip")
-    p.add_argument("--memory_format", default="contiguous", choices=sorted(MEMORY_FORMATS),
-                   help="layout of activations and conv weights")
-    add_run_flags(p)
     return p
 
 
-def check_args(args):
+def check_training_args(args):
+    """The checks train.py and train_imagenet.py share."""
     for name in ("batch_size", "init_channels", "epochs"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -72,7 +85,7 @@ def eval_output_dir(dataset, save, seed):
     return search_dir.with_name("eval-" + search_dir.name[len("search-"):])
 
 
-def build_parts(args, genotype, device):
+def build_parts(args, genotype, device, dist=None):
     memory_format = MEMORY_FORMATS[args.memory_format]
     train_data = load_dataset(args.dataset, args.data, train=True)
     if args.data_limit:
@@ -89,6 +102,10 @@ def build_parts(args, genotype, device):
                                        memory_format=memory_format)
     test = DeviceLoader.from_imageset(test_data, train=False, batch_size=args.batch_size, device=device,
                                       seed=args.seed + 1, memory_format=memory_format)
+    if dist is not None and dist.distributed:  # each rank takes its share of every global batch
+        global_to_local_batch(args.batch_size, dist)
+        train = ShardedLoader(train, dist.rank, dist.world_size, args.seed)
+        test = ShardedLoader(test, dist.rank, dist.world_size, args.seed + 1)
     model = NetworkCIFAR(args.init_channels, train_data.num_classes, args.layers, args.auxiliary, genotype)
     model = model.to(device, memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), args.learning_rate, momentum=args.momentum,
@@ -100,35 +117,18 @@ def build_parts(args, genotype, device):
                       grad_clip=args.grad_clip, criterion=F.cross_entropy, report_freq=args.report_freq)
 
 
-def run(args):
-    """Train with parsed flags; returns the results dict."""
-    check_args(args)
+def run(args, dist=None):
+    """Train with parsed flags; returns the results dict. `dist`: common.distributed.Dist."""
+    check_training_args(args)
     genotype = resolve_genotype(args.arch)
-    device, checkpoint, out_dir = prepare_run(args, lambda: eval_output_dir(args.dataset, args.save, args.seed))
-    parts = build_parts(args, genotype, device)  # data errors before the output folder exists
-
-    run = Run(out_dir, vars(args), device, results=checkpoint["results"] if checkpoint else None)
-    try:
-        run.log.info(f"args {vars(args)}")
-        run.log.info(f"genotype {genotype}")
-        params_m = count_parameters(parts.model)
-        run.results.update(genotype=genotype_to_json(genotype), params_m=params_m)
-        start = 0
-        if checkpoint:
-            start = restore(parts, checkpoint)
-            run.log.info(f"resumed from {out_dir} after epoch {start}")
-        run.log.info(f"device {device}; param size {params_m:.6f} M (without the auxiliary head); "
-                     f"{len(parts.train_loader)} steps per epoch")
-        results = run_training(parts, run, start_epoch=start, stop_after_epoch=args.stop_after_epoch)
-        run.log.info(f"log {run.dir / 'log.txt'} | TensorBoard {run.dir / 'tb'} | results {run.results_path}")
-        return results
-    finally:
-        run.close()
+    return train_from_flags(
+        args, dist, genotype=genotype, genotype_record=genotype_to_json(genotype), build_parts=build_parts,
+        default_dir=lambda: eval_output_dir(args.dataset, args.save, args.seed), count_params=count_parameters)
 
 
 @exit_on_user_error
 def main(argv=None):
-    return run(build_parser().parse_args(argv))
+    return distributed_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from common.search import SearchParts, Stage, load_masks, restore, run_search
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 # Flags that may change between a run and its --resume (all others must match the checkpoint).
-RESUME_MAY_DIFFER = {"resume", "device", "data", "api_path", "report_freq", "output_dir",
+RESUME_MAY_DIFFER = {"resume", "device", "data", "api_path", "report_freq", "output_dir", "workers",
                      "stop_after_epoch", "save"}
 
 

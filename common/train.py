@@ -11,9 +11,13 @@ DARTS/DrNAS train.py ramp).
 No host-device synchronisation happens inside a step: losses and accuracies accumulate on
 the device (common.search.Meter) and are read only when a line is printed or an epoch ends.
 
-Distributed training is prepared for, not implemented: only `is_main` processes log,
-write TensorBoard scalars, results and checkpoints, and a loader with `set_epoch` (a
-distributed sampler) is told the epoch; the meters are not all-reduced across ranks.
+Distributed data parallel (common/distributed.py): given a `dist` with world_size > 1,
+`run_training` wraps the model in DistributedDataParallel for the training steps (the
+parts keep the plain module, so checkpoints hold the unwrapped state_dict and load in
+either mode), the meters' sums are all-reduced before they are read (every rank gets the
+global numbers; rank 0 alone logs, writes TensorBoard scalars, results and checkpoints),
+each rank evaluates its shard of the test set, and a loader with `set_epoch` is told the
+epoch. The progress lines within an epoch show rank 0's own numbers (no collective there).
 """
 import time
 from dataclasses import dataclass
@@ -24,8 +28,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.checkpoint import CHECKPOINT_NAME, rng_state, save_checkpoint, set_rng_state
+from common.distributed import check_sync_enabled
 from common.run import Progress
 from common.search import Meter, divergence_check
+
+
+def _read(meter, dist, extra=None):
+    """Meter.read with the sums all-reduced over the ranks (a plain read in one process).
+
+    Returns (mean loss, accuracy %, first non-finite step or -1, global count, extra summed)."""
+    if dist is None or not dist.distributed:
+        loss, acc, first_bad = meter.read()
+        return loss, acc, first_bad, meter.count, (None if extra is None else extra.item())
+    dtype = torch.float64
+    bad = meter.first_bad.to(dtype)
+    sums = torch.stack([meter.loss_sum.to(dtype), meter.correct.to(dtype),
+                        torch.tensor(float(meter.count), dtype=dtype, device=meter.loss_sum.device),
+                        torch.where(bad >= 0, 1.0, 0.0).to(dtype),
+                        torch.where(bad >= 0, bad, torch.zeros_like(bad)),
+                        torch.zeros((), dtype=dtype, device=bad.device) if extra is None else extra.to(dtype)])
+    dist.all_reduce_sum(sums)
+    loss_sum, correct, count, n_bad, bad_sum, extra_sum = sums.tolist()
+    count = int(count)
+    first_bad = int(bad_sum / n_bad) if n_bad else -1  # a diverged step (the mean over the ranks that saw one)
+    return loss_sum / max(count, 1), 100.0 * correct / max(count, 1), first_bad, count, extra_sum
 
 
 def _loss(criterion, logits, logits_aux, y, auxiliary_weight):
@@ -36,10 +62,12 @@ def _loss(criterion, logits, logits_aux, y, auxiliary_weight):
 
 
 def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0, criterion=F.cross_entropy,
-                progress=None, check_divergence=None):
+                progress=None, check_divergence=None, dist=None, check_sync=False):
     """One pass over `loader` in training mode; returns (mean loss, top-1 accuracy in %).
 
-    The loss that is reported includes the auxiliary term (as the DARTS code reports it)."""
+    The loss that is reported includes the auxiliary term (as the DARTS code reports it).
+    With a distributed `dist`, `model` is the DDP-wrapped module and the result is global;
+    `check_sync` compares the ranks' parameters after every step (DRNAS_CHECK_SYNC)."""
     model.train()
     meter = Meter(next(model.parameters()).device)
     for step, (x, y) in enumerate(loader):
@@ -50,21 +78,25 @@ def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0
         if grad_clip is not None and grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        if check_sync and dist is not None:
+            dist.check_sync(model)
         meter.add(step, loss, logits, y)
         if progress is not None and progress.due(step):
-            mean_loss, acc, first_bad = meter.read()
+            mean_loss, acc, first_bad = meter.read()  # this rank's own numbers: no collective here
             if check_divergence is not None:
                 check_divergence(first_bad)
             progress.show(step, mean_loss, acc)
-    mean_loss, acc, first_bad = meter.read()
+    mean_loss, acc, first_bad, _, _ = _read(meter, dist)
     if check_divergence is not None:
         check_divergence(first_bad)
     return mean_loss, acc
 
 
 @torch.no_grad()
-def evaluate(model, loader, criterion=F.cross_entropy):
-    """(mean loss, top-1 %, top-5 %) over `loader` in eval mode (top-k capped at the class count)."""
+def evaluate(model, loader, criterion=F.cross_entropy, dist=None):
+    """(mean loss, top-1 %, top-5 %) over `loader` in eval mode (top-k capped at the class count).
+
+    With a distributed `dist`, each rank passes its shard and the sums are all-reduced."""
     model.eval()
     device = next(model.parameters()).device
     meter = Meter(device)
@@ -74,8 +106,8 @@ def evaluate(model, loader, criterion=F.cross_entropy):
         meter.add(step, criterion(logits, y), logits, y)
         k = min(5, logits.shape[1])
         correct5 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
-    loss, top1, _ = meter.read()
-    top5 = 100.0 * correct5.item() / max(meter.count, 1)
+    loss, top1, _, count, correct5 = _read(meter, dist, correct5)
+    top5 = 100.0 * correct5 / max(count, 1)
     return loss, top1, top5
 
 
@@ -127,11 +159,29 @@ def restore(parts, state):
     return int(state["epoch"])
 
 
-def run_training(parts, run, *, start_epoch=0, stop_after_epoch=None, is_main=True):
+def _wrap(parts, dist):
+    """The module the training steps run: DDP around `parts.model` when distributed."""
+    if dist is None or not dist.distributed:
+        return parts.model
+    from torch.nn.parallel import DistributedDataParallel
+
+    module = parts.model
+    # an auxiliary head that the loss ignores would leave parameters without gradients
+    unused = bool(getattr(module, "_auxiliary", False)) and not parts.auxiliary_weight
+    device_ids = [dist.device] if dist.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=unused)
+
+
+def run_training(parts, run, *, start_epoch=0, stop_after_epoch=None, is_main=True, dist=None):
     """Train (or continue) for `parts.epochs` epochs; returns the results dict.
 
-    `run` (common.run.Run) is only touched where `is_main` (rank 0 of a distributed job)."""
+    `run` (common.run.Run) is only touched where `is_main` (rank 0 of a distributed job).
+    `dist` (common.distributed.Dist): data parallel across its ranks; `is_main` follows it."""
+    if dist is not None:
+        is_main = dist.is_main
     model = parts.model
+    train_model = _wrap(parts, dist)
+    check_sync = check_sync_enabled()
     steps = len(parts.train_loader)
     batch_size = getattr(parts.train_loader, "batch_size", None) or 1
     log = run.log if is_main else None
@@ -152,11 +202,11 @@ def run_training(parts, run, *, start_epoch=0, stop_after_epoch=None, is_main=Tr
             progress = Progress(log, f"epoch {epoch + 1}", steps, batch_size, parts.report_freq,
                                 steps_after=steps * (parts.epochs - epoch - 1))
         train_loss, train_acc = train_epoch(
-            model, parts.train_loader, parts.optimizer, auxiliary_weight=parts.auxiliary_weight,
+            train_model, parts.train_loader, parts.optimizer, auxiliary_weight=parts.auxiliary_weight,
             grad_clip=parts.grad_clip, criterion=parts.criterion, progress=progress,
-            check_divergence=check_divergence)
+            check_divergence=check_divergence, dist=dist, check_sync=check_sync)
         train_time = time.time() - started
-        test_loss, test_acc, test_top5 = evaluate(model, parts.test_loader, parts.eval_criterion)
+        test_loss, test_acc, test_top5 = evaluate(model, parts.test_loader, parts.eval_criterion, dist)
         parts.scheduler.step()
         record = {
             "epoch": epoch + 1, "lr": lr, "drop_path_prob": model.drop_path_prob,
@@ -186,3 +236,66 @@ def run_training(parts, run, *, start_epoch=0, stop_after_epoch=None, is_main=Tr
         log.info(f"final test accuracy {results.get('final_test_acc', 0.0):.2f}%, "
                  f"best {results.get('best_test_acc', 0.0):.2f}%")
     return results
+
+
+def train_from_flags(args, dist, *, genotype, genotype_record, build_parts, default_dir, count_params):
+    """The body of every evaluation script (train.py, train_imagenet.py): prepare the run
+    (resume, output folder, seed), build the parts (`build_parts(args, genotype, device, dist)`),
+    log the network (`count_params(model)` in millions), train. Only rank 0 writes; returns the
+    results dict."""
+    from common.distributed import QuietRun, global_to_local_batch, init_distributed
+    from common.run import Run
+    from common.search_script import prepare_run
+
+    dist = dist or init_distributed(args.device)
+    global_to_local_batch(args.batch_size, dist)  # one-line error when it does not divide
+    device, checkpoint, out_dir = prepare_run(args, default_dir)
+    if dist.distributed:
+        device = dist.device  # cuda:LOCAL_RANK under torchrun
+        if not args.resume and not args.output_dir:
+            out_dir = _shared_dir(out_dir)  # folder names carry a time stamp: rank 0's wins
+    parts = build_parts(args, genotype, device, dist)  # data errors before the output folder exists
+
+    results = checkpoint["results"] if checkpoint else None
+    run = Run(out_dir, vars(args), device, results=results) if dist.is_main else QuietRun(out_dir, results)
+    try:
+        run.log.info(f"args {vars(args)}")
+        run.log.info(f"genotype {genotype}")
+        params_m = count_params(parts.model)
+        run.results.update(genotype=genotype_record, params_m=params_m)
+        start = restore(parts, checkpoint) if checkpoint else 0
+        if checkpoint:
+            run.log.info(f"resumed from {out_dir} after epoch {start}")
+        run.log.info(f"device {device}; param size {params_m:.6f} M (without the auxiliary head); "
+                     f"{parts.train_loader.num_images} training and {parts.test_loader.num_images} test "
+                     f"images; {len(parts.train_loader)} steps per epoch")
+        if dist.distributed:
+            run.log.info(f"data parallel over {dist.world_size} processes, "
+                         f"{args.batch_size // dist.world_size} images per process and step")
+        results = run_training(parts, run, start_epoch=start, stop_after_epoch=args.stop_after_epoch, dist=dist)
+        run.log.info(f"log {run.dir / 'log.txt'} | TensorBoard {run.dir / 'tb'} | results {run.results_path}")
+        return results
+    finally:
+        run.close()
+
+
+def _shared_dir(out_dir):
+    """Rank 0's output folder name, sent to every rank."""
+    import torch.distributed
+
+    names = [str(out_dir)]
+    torch.distributed.broadcast_object_list(names, src=0)
+    return type(out_dir)(names[0])
+
+
+def distributed_main(run_fn, args):
+    """Run `run_fn(args, dist)` as one rank of a torchrun job (or alone), tearing down cleanly."""
+    from common.distributed import init_distributed
+
+    dist = init_distributed(args.device)
+    try:
+        results = run_fn(args, dist)
+        dist.barrier()  # no rank tears the process group down while another still writes or talks
+        return results
+    finally:
+        dist.close()

@@ -1,11 +1,11 @@
 """201-space/train_search.py end to end on CPU: results, resume, real data, bad input."""
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from space201 import train_search
+from script_checks import expect_one_line_error, results
 
 CIFAR10_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
 TINY = ["--dataset", "synthetic", "--data_limit", "256", "--batch_size", "32", "--init_channels", "4",
@@ -15,9 +15,6 @@ TINY = ["--dataset", "synthetic", "--data_limit", "256", "--batch_size", "32", "
 def search(out_dir, *extra):
     return train_search.main([*TINY, "--output_dir", str(out_dir), *extra])
 
-
-def results(out_dir):
-    return json.loads((Path(out_dir) / "results.json").read_text())
 
 
 def final_alpha(out_dir):
@@ -102,13 +99,7 @@ def test_benchmark_is_queried_every_epoch_and_cached(tmp_path, monkeypatch):
 
 
 def one_line_error(capsys, argv):
-    with pytest.raises(SystemExit) as exit_info:
-        train_search.main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("error:"), err
-    assert "Traceback" not in err
-    return err
+    return expect_one_line_error(capsys, train_search.main, argv)
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):

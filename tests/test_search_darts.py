@@ -10,6 +10,7 @@ import torch
 from darts_space import train_search
 from darts_space.genotypes import Genotype, genotype_from_json
 from darts_space.model import NetworkCIFAR, resolve_genotype
+from script_checks import expect_one_line_error, results
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR10_MINI = ROOT.parent / "shared" / "data" / "cifar10-mini"
@@ -17,9 +18,6 @@ TINY = ["--dataset", "synthetic", "--data_limit", "128", "--batch_size", "16", "
         "--layers", "3", "--ks", "4", "2", "--num_keeps", "7", "4", "--train_epochs", "1", "1",
         "--arch_start_epoch", "0", "--device", "cpu"]
 
-
-def results(out_dir):
-    return json.loads((Path(out_dir) / "results.json").read_text())
 
 
 @pytest.mark.parametrize("order", ["first", "second"])
@@ -55,11 +53,7 @@ def test_tiny_search_on_real_cifar10_images(tmp_path):
 
 
 def one_line_error(capsys, argv):
-    with pytest.raises(SystemExit) as exit_info:
-        train_search.main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error:"), err
-    return err
+    return expect_one_line_error(capsys, train_search.main, argv)
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):

@@ -2,7 +2,6 @@
 drop-path ramp, --arch forms, exact resume, bad input, cutout on CIFAR-100 files."""
 import json
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,21 +10,15 @@ import torch
 import common.data
 from darts_space import train
 from darts_space.genotypes import GENOTYPES, genotype_to_json
+from script_checks import expect_one_line_error, results
 
 TINY = ["--dataset", "synthetic", "--init_channels", "4", "--layers", "3", "--data_limit", "64",
         "--batch_size", "16", "--epochs", "2", "--device", "cpu", "--report_freq", "2"]
 
 
-def results(out_dir):
-    return json.loads((Path(out_dir) / "results.json").read_text())
-
 
 def one_line_error(capsys, argv):
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error:"), err
-    return err
+    return expect_one_line_error(capsys, train.main, argv)
 
 
 def test_auxiliary_cutout_run_writes_results(tmp_path):

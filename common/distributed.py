@@ -1,0 +1,180 @@
+"""Data-parallel training across processes started by torchrun (DistributedDataParallel).
+
+    torchrun --nproc_per_node=2 DARTS-space/train.py ...   # same flags as a single process
+
+`init_distributed` reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); without it
+(or with WORLD_SIZE 1) the run is a single process and nothing changes. `ShardedLoader`
+splits every batch of a `DeviceLoader` across the ranks: `--batch_size` stays the global
+batch, each rank takes positions `rank::world_size` of it, and the per-epoch permutation is
+drawn from a generator seeded identically on every rank, so the ranks together see exactly
+the batches a single process would draw from the same permutation. Augmentation randomness
+differs per rank (seed + rank), re-seeded per epoch so that `--resume` needs no loader state.
+
+Set DRNAS_CHECK_SYNC=1 to compare every rank's parameters after each optimizer step (an
+all-gather of the flattened parameters; for tests and debugging, it costs a copy per step).
+"""
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+from common.errors import UserError
+from common.run import resolve_device
+
+CHECK_SYNC_ENV = "DRNAS_CHECK_SYNC"
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        return self.world_size > 1
+
+    def all_reduce_sum(self, tensor):
+        """Sum `tensor` over the ranks, in place; returns it."""
+        if self.distributed:
+            torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
+        return tensor
+
+    def barrier(self):
+        if self.distributed:
+            torch_dist.barrier()
+
+    def close(self):
+        if self.distributed and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+
+    def check_sync(self, module):
+        """Raise if the ranks' parameters differ (called after a step when DRNAS_CHECK_SYNC=1)."""
+        if not self.distributed:
+            return
+        flat = torch.cat([p.detach().reshape(-1).float() for p in module.parameters()])
+        gathered = [torch.empty_like(flat) for _ in range(self.world_size)]
+        torch_dist.all_gather(gathered, flat)
+        for rank, other in enumerate(gathered):
+            if not torch.equal(other, gathered[0]):
+                diff = (other - gathered[0]).abs().max().item()
+                raise RuntimeError(f"parameters of rank {rank} differ from rank 0's (max |diff| {diff:.3e})")
+
+
+def check_sync_enabled():
+    return os.environ.get(CHECK_SYNC_ENV, "") not in ("", "0")
+
+
+def init_distributed(device_arg="auto"):
+    """A Dist from torchrun's environment; a single-process Dist without one."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Dist(device=resolve_device(device_arg))
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_arg)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif device.type == "cpu":
+        backend = "gloo"
+    else:
+        raise UserError(f"distributed training runs on CUDA or CPU, not on --device {device_arg}")
+    kwargs = {"device_id": device} if device.type == "cuda" else {}
+    torch_dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
+    return Dist(rank, world_size, local_rank, device)
+
+
+def global_to_local_batch(batch_size, dist):
+    if batch_size % dist.world_size:
+        raise UserError(f"--batch_size {batch_size} (the global batch) does not divide among "
+                        f"{dist.world_size} processes: use a multiple of {dist.world_size}")
+    return batch_size // dist.world_size
+
+
+class ShardedLoader:
+    """A DeviceLoader's batches split across ranks (see the module docstring).
+
+    `loader` holds the whole set with `batch_size` = the GLOBAL batch; its generator drives
+    this rank's augmentation. Step i takes global batch i of a permutation shared by all ranks
+    and keeps its positions rank::world_size. A training loader drops a last global batch
+    that would leave a rank fewer than 2 images (BatchNorm needs 2); an evaluation loader
+    keeps every image (a rank may get an empty last batch, which it skips)."""
+
+    def __init__(self, loader, rank, world_size, seed):
+        self.loader, self.rank, self.world_size, self.seed = loader, int(rank), int(world_size), int(seed)
+        self.batch_size = loader.batch_size  # global
+        self.epoch = 0
+        self.permutation = torch.Generator(device=loader.device)
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    @property
+    def num_images(self):
+        return self.loader.num_images
+
+    def __len__(self):
+        n, b = self.loader.num_images, self.batch_size
+        full, last = divmod(n, b)
+        if last and not self.loader.drop_last and (not self.loader.shuffle or last >= 2 * self.world_size):
+            return full + 1
+        return full
+
+    def batch_indices(self):
+        """This rank's image indices, step by step, for the current epoch."""
+        n, b = self.loader.num_images, self.batch_size
+        device = self.loader.device
+        if self.loader.shuffle:
+            self.permutation.manual_seed(self.seed + 1_000_003 * self.epoch)  # same on every rank
+            order = torch.randperm(n, generator=self.permutation, device=device)
+        else:
+            order = torch.arange(n, device=device)
+        for i in range(len(self)):
+            yield order[i * b:(i + 1) * b][self.rank::self.world_size]
+
+    def __iter__(self):
+        # augmentation: this rank's own stream, re-seeded per epoch (resume needs no state)
+        self.loader.generator.manual_seed(self.seed + 7919 * (self.rank + 1) + 1_000_003 * self.epoch)
+        for idx in self.batch_indices():
+            if idx.numel() == 0:
+                continue
+            yield self.loader._make_batch(idx), self.loader.labels[idx]
+
+    def state_dict(self):
+        # the inner loader's state, so that a DDP checkpoint loads into a single-process run
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state):
+        pass  # every stream is re-seeded from (seed, rank, epoch)
+
+
+class QuietRun:
+    """Stands in for common.run.Run on ranks other than 0: holds the results, writes nothing."""
+
+    def __init__(self, out_dir, results=None):
+        from pathlib import Path
+
+        self.dir = Path(out_dir)
+        self.results = results or {"epochs": []}
+        self.log = logging.getLogger("drnas.quiet")
+        self.log.addHandler(logging.NullHandler())
+        self.log.propagate = False
+        self.elapsed_before, self.started = 0.0, 0.0
+        self.results_path = self.dir / "results.json"
+
+    def scalars(self, *args, **kwargs):
+        pass
+
+    def save_results(self, **extra):
+        self.results.update(extra)
+
+    def close(self):
+        pass

@@ -1,0 +1,192 @@
+"""DistributedDataParallel for DARTS-space/train.py on CPU (gloo): a torchrun run with two
+processes, the ranks' weights in sync after every step, one DDP step equal to one
+single-process step on the same global batch, sharding, and resume under DDP."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from common.data import DeviceLoader
+from common.distributed import Dist, ShardedLoader
+from common.train import evaluate, train_epoch
+from script_checks import results
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "synthetic", "--init_channels", "4", "--layers", "3", "--data_limit", "64",
+        "--batch_size", "16", "--epochs", "1", "--device", "cpu", "--report_freq", "2"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(args, nproc=2, script="train.py"):
+    exe = Path(sys.executable).with_name("torchrun")
+    launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DRNAS_CHECK_SYNC": "1"}
+    cmd = [*launcher, f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+           str(ROOT / "DARTS-space" / script), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+
+def test_torchrun_two_processes(tmp_path):
+    out = tmp_path / "run"
+    proc = torchrun([*TINY, "--auxiliary", "--cutout", "--output_dir", str(out)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = results(out)
+    assert data["finished"] and data["epochs_done"] == 1 and len(data["epochs"]) == 1
+    assert 0 <= data["final_test_acc"] <= data["final_test_top5"] <= 100
+    # rank 0 alone logs and writes
+    assert proc.stdout.count("final test accuracy") == 1
+    assert (out / "log.txt").read_text().count("final test accuracy") == 1
+    assert "data parallel over 2 processes, 8 images per process and step" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.txt", "results.json", "tb"]
+    # the checkpoint holds the unwrapped module: it loads into a single-process network
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert not any(name.startswith("module.") for name in state["model"])
+    from darts_space.model import NetworkCIFAR, resolve_genotype
+
+    NetworkCIFAR(4, 10, 3, True, resolve_genotype("DrNAS_cifar10")).load_state_dict(state["model"])
+
+
+def test_batch_that_does_not_divide_is_one_line(tmp_path):
+    proc = torchrun([*TINY, "--batch_size", "15", "--output_dir", str(tmp_path / "run")])
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert lines and "does not divide among 2 processes" in lines[0], proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_under_ddp(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY, "--epochs", "2", "--auxiliary"]
+    proc = torchrun([*args, "--output_dir", str(out), "--stop_after_epoch", "1"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert results(out)["epochs_done"] == 1 and not results(out).get("finished")
+    proc = torchrun([*args, "--resume", str(out)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = results(out)
+    assert data["finished"] and data["epochs_done"] == 2 and [e["epoch"] for e in data["epochs"]] == [1, 2]
+    assert "resumed from" in proc.stdout
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+def test_sharding_splits_each_global_batch():
+    images = torch.zeros(21, 3, 4, 4, dtype=torch.uint8)
+    labels = torch.arange(21)
+
+    def loader(shuffle):
+        return DeviceLoader(images, labels, batch_size=6, mean=(0, 0, 0), std=(1, 1, 1), device="cpu",
+                            shuffle=shuffle)
+
+    for shuffle in (True, False):
+        whole = ShardedLoader(loader(shuffle), 0, 1, seed=3)
+        ranks = [ShardedLoader(loader(shuffle), r, 2, seed=3) for r in range(2)]
+        for sharded in (whole, *ranks):
+            sharded.set_epoch(1)
+        steps = list(whole.batch_indices())
+        # with 2 ranks, training drops a last global batch of 3 (a rank would get 1 image);
+        # evaluation keeps it, as one process does
+        assert len(steps) == len(whole) == 4
+        assert len(ranks[0]) == len(list(ranks[1].batch_indices())) == (3 if shuffle else 4)
+        for step, a, b in zip(steps, *(r.batch_indices() for r in ranks)):
+            assert sorted(torch.cat([a, b]).tolist()) == sorted(step.tolist())
+            assert a.tolist() == step[0::2].tolist() and b.tolist() == step[1::2].tolist()
+        labels_seen = torch.cat([y for _, y in ranks[0]] + [y for _, y in ranks[1]])
+        assert labels_seen.unique().numel() == labels_seen.numel()  # disjoint shards
+        if shuffle:
+            epoch1 = [i.tolist() for i in whole.batch_indices()]
+            whole.set_epoch(2)
+            assert [i.tolist() for i in whole.batch_indices()] != epoch1  # a new permutation per epoch
+
+
+# ---------------------------------------------------------------- one step, exactly
+
+
+class Tiny(nn.Module):
+    """No BatchNorm: a batch of 16 and two of 8 give the same mean gradient exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3))), None
+
+
+def tiny_data():
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (16, 3, 8, 8), generator=g, dtype=torch.uint8), torch.randint(0, 5, (16,), generator=g)
+
+
+def one_step(dist, sync=True):
+    """One training step on 16 images split over the ranks, then an evaluation of 10 images."""
+    torch.manual_seed(0)
+    model = Tiny()
+    images, labels = tiny_data()
+    kw = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), device="cpu")
+    train = ShardedLoader(DeviceLoader(images, labels, batch_size=16, shuffle=True, **kw),
+                          dist.rank, dist.world_size, seed=1)
+    test = ShardedLoader(DeviceLoader(images[:10], labels[:10], batch_size=4, shuffle=False, **kw),
+                         dist.rank, dist.world_size, seed=2)
+    stepped = model
+    if dist.distributed and sync:
+        stepped = nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    loss, acc = train_epoch(stepped, train, optimizer, grad_clip=5.0, dist=dist, check_sync=True)
+    return {"loss": loss, "acc": acc, "eval": evaluate(model, test, dist=dist),
+            "model": {k: v.clone() for k, v in model.state_dict().items()}}
+
+
+def worker(rank, world_size, port, out_dir, sync):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch_dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    dist = Dist(rank, world_size, rank, torch.device("cpu"))
+    try:
+        result = one_step(dist, sync)
+    except RuntimeError as err:
+        result = {"error": str(err)}
+    dist.barrier()
+    dist.close()
+    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+
+
+def spawn(tmp_path, sync):
+    out = tmp_path / ("sync" if sync else "nosync")
+    out.mkdir()
+    mp.spawn(worker, args=(2, free_port(), str(out), sync), nprocs=2, join=True)
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def test_one_ddp_step_equals_one_single_process_step(tmp_path):
+    single = one_step(Dist())
+    ranks = spawn(tmp_path, sync=True)
+    for result in ranks:
+        assert "error" not in result, result
+        for name, tensor in single["model"].items():
+            assert torch.allclose(result["model"][name], tensor, atol=1e-6, rtol=0), name
+        assert result["loss"] == pytest.approx(single["loss"], abs=1e-6)  # global, all-reduced
+        assert result["acc"] == pytest.approx(single["acc"])
+        assert result["eval"] == pytest.approx(single["eval"], abs=1e-6)  # uneven last shard included
+    # the weights did move: the comparison is not between two untouched initialisations
+    torch.manual_seed(0)
+    assert not torch.allclose(Tiny().fc.weight, single["model"]["fc.weight"])
+
+
+def test_sync_check_fails_without_gradient_averaging(tmp_path):
+    ranks = spawn(tmp_path, sync=False)  # each rank steps on its own shard: the weights part
+    for result in ranks:
+        assert "differ from rank 0's" in result.get("error", ""), result
+
