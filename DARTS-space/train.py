@@ -52,7 +52,9 @@ def add_training_flags(p, *, batch_size, learning_rate, weight_decay, epochs, in
     p.add_argument("--grad_clip", type=float, default=5.0, help="gradient-norm clip")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory_format", default="contiguous", choices=sorted(MEMORY_FORMATS),
-                   help="layout of activations and conv weights")
+                   help="layout of activations and conv weights (channels_last: faster on most GPUs)")
+    p.add_argument("--amp", action="store_true",
+                   help="bfloat16 autocast (off by default: default runs keep the authors' fp32 numerics)")
     add_run_flags(p)
 
 

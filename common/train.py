@@ -29,6 +29,7 @@ from torch import nn
 
 from common.checkpoint import CHECKPOINT_NAME, rng_state, save_checkpoint, set_rng_state
 from common.distributed import check_sync_enabled
+from common.errors import UserError
 from common.run import Progress
 from common.search import Meter, divergence_check
 
@@ -61,19 +62,33 @@ def _loss(criterion, logits, logits_aux, y, auxiliary_weight):
     return loss
 
 
+def autocast(device, amp):
+    """bfloat16 autocast when `amp` (no loss scaling needed: bfloat16 has fp32's range)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
+
+
+def check_amp(device):
+    """--amp needs bfloat16 on the device: one line otherwise."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"--amp uses bfloat16, which {torch.cuda.get_device_name(device)} does not "
+                        "support: run without --amp")
+
+
 def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0, criterion=F.cross_entropy,
-                progress=None, check_divergence=None, dist=None, check_sync=False):
+                progress=None, check_divergence=None, dist=None, check_sync=False, amp=False):
     """One pass over `loader` in training mode; returns (mean loss, top-1 accuracy in %).
 
     The loss that is reported includes the auxiliary term (as the DARTS code reports it).
     With a distributed `dist`, `model` is the DDP-wrapped module and the result is global;
     `check_sync` compares the ranks' parameters after every step (DRNAS_CHECK_SYNC)."""
     model.train()
-    meter = Meter(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    meter = Meter(device)
     for step, (x, y) in enumerate(loader):
         optimizer.zero_grad(set_to_none=True)
-        logits, logits_aux = model(x)
-        loss = _loss(criterion, logits, logits_aux, y, auxiliary_weight)
+        with autocast(device, amp):
+            logits, logits_aux = model(x)
+            loss = _loss(criterion, logits, logits_aux, y, auxiliary_weight)
         loss.backward()
         if grad_clip is not None and grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -93,7 +108,7 @@ def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0
 
 
 @torch.no_grad()
-def evaluate(model, loader, criterion=F.cross_entropy, dist=None):
+def evaluate(model, loader, criterion=F.cross_entropy, dist=None, amp=False):
     """(mean loss, top-1 %, top-5 %) over `loader` in eval mode (top-k capped at the class count).
 
     With a distributed `dist`, each rank passes its shard and the sums are all-reduced."""
@@ -102,7 +117,9 @@ def evaluate(model, loader, criterion=F.cross_entropy, dist=None):
     meter = Meter(device)
     correct5 = torch.zeros((), device=device, dtype=torch.long)
     for step, (x, y) in enumerate(loader):
-        logits, _ = model(x)
+        with autocast(device, amp):
+            logits, _ = model(x)
+        logits = logits.float()
         meter.add(step, criterion(logits, y), logits, y)
         k = min(5, logits.shape[1])
         correct5 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
@@ -127,6 +144,7 @@ class TrainParts:
     criterion: Callable = F.cross_entropy  # training loss (e.g. label smoothing)
     eval_criterion: Callable = F.cross_entropy  # test loss
     report_freq: int = 50
+    amp: bool = False  # bfloat16 autocast
 
 
 def checkpoint_state(parts, run, epoch):
@@ -204,9 +222,9 @@ def run_training(parts, run, *, start_epoch=0, stop_after_epoch=None, is_main=Tr
         train_loss, train_acc = train_epoch(
             train_model, parts.train_loader, parts.optimizer, auxiliary_weight=parts.auxiliary_weight,
             grad_clip=parts.grad_clip, criterion=parts.criterion, progress=progress,
-            check_divergence=check_divergence, dist=dist, check_sync=check_sync)
+            check_divergence=check_divergence, dist=dist, check_sync=check_sync, amp=parts.amp)
         train_time = time.time() - started
-        test_loss, test_acc, test_top5 = evaluate(model, parts.test_loader, parts.eval_criterion, dist)
+        test_loss, test_acc, test_top5 = evaluate(model, parts.test_loader, parts.eval_criterion, dist, parts.amp)
         parts.scheduler.step()
         record = {
             "epoch": epoch + 1, "lr": lr, "drop_path_prob": model.drop_path_prob,
@@ -254,7 +272,10 @@ def train_from_flags(args, dist, *, genotype, genotype_record, build_parts, defa
         device = dist.device  # cuda:LOCAL_RANK under torchrun
         if not args.resume and not args.output_dir:
             out_dir = _shared_dir(out_dir)  # folder names carry a time stamp: rank 0's wins
+    if args.amp:
+        check_amp(device)
     parts = build_parts(args, genotype, device, dist)  # data errors before the output folder exists
+    parts.amp = args.amp
 
     results = checkpoint["results"] if checkpoint else None
     run = Run(out_dir, vars(args), device, results=results) if dist.is_main else QuietRun(out_dir, results)

@@ -1,6 +1,7 @@
 """DARTS-space/train.py (CIFAR evaluation) end to end on CPU with a tiny network: results,
 drop-path ramp, --arch forms, exact resume, bad input, cutout on CIFAR-100 files."""
 import json
+import math
 import pickle
 
 import numpy as np
@@ -8,13 +9,13 @@ import pytest
 import torch
 
 import common.data
+from common.errors import UserError
 from darts_space import train
 from darts_space.genotypes import GENOTYPES, genotype_to_json
 from script_checks import expect_one_line_error, results
 
 TINY = ["--dataset", "synthetic", "--init_channels", "4", "--layers", "3", "--data_limit", "64",
         "--batch_size", "16", "--epochs", "2", "--device", "cpu", "--report_freq", "2"]
-
 
 
 def one_line_error(capsys, argv):
@@ -102,3 +103,26 @@ def test_cutout_on_cifar100_files(tmp_path):
     assert data["finished"] and 0 <= data["final_test_acc"] <= 100
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["model"]["classifier.weight"].shape[0] == 100
+
+
+def test_amp_trains_in_bfloat16_and_is_refused_where_bfloat16_is_missing(tmp_path, monkeypatch):
+    from common import train as loop
+
+    seen = []
+    real_autocast = loop.autocast
+
+    def recording_autocast(device, amp):
+        seen.append(amp)
+        return real_autocast(device, amp)
+
+    monkeypatch.setattr(loop, "autocast", recording_autocast)
+    data = train.main([*TINY, "--epochs", "1", "--amp", "--output_dir", str(tmp_path / "amp")])
+    assert seen and all(seen)
+    assert math.isfinite(data["final_test_acc"]) and math.isfinite(data["epochs"][0]["train_loss"])
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Old GPU")
+    with pytest.raises(UserError) as err:
+        loop.check_amp(torch.device("cuda"))
+    assert "--amp" in str(err.value) and "Old GPU" in str(err.value) and "\n" not in str(err.value)
+    loop.check_amp(torch.device("cpu"))  # CPUs autocast to bfloat16
