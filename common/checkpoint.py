@@ -70,6 +70,31 @@ def check_same_settings(saved_args, args, may_differ):
             )
 
 
+def loop_state(epoch, run, stateful, loaders):
+    """What every loop's checkpoint holds: epochs done, the state_dict of each object in
+    `stateful` ({key: model, optimizer, scheduler, ...}) and of each loader, every RNG state,
+    and the run's args and results (so the results JSON continues exactly)."""
+    return {
+        "epoch": epoch,
+        **{key: obj.state_dict() for key, obj in stateful.items()},
+        "loaders": {name: loader.state_dict() for name, loader in loaders.items()
+                    if hasattr(loader, "state_dict")},
+        "rng": rng_state(),
+        "args": run.results["args"],
+        "results": run.results,
+    }
+
+
+def restore_loop_state(state, stateful, loaders):
+    """Load `loop_state` into freshly built objects; returns the number of epochs done."""
+    for key, obj in stateful.items():
+        obj.load_state_dict(state[key])
+    for name, loader_state in state.get("loaders", {}).items():
+        loaders[name].load_state_dict(loader_state)
+    set_rng_state(state["rng"])
+    return int(state["epoch"])
+
+
 def rng_state():
     """Every random state a run depends on, as tensors and plain types."""
     np_state = np.random.get_state()

@@ -30,6 +30,7 @@ def prune(model, num_keep):
 def widen(model, k_new):
     """Widen every kept op to `channels // k_new`; returns {old param: (new param, widen fn)}."""
     arch = model.arch_weights()
+    device = next(iter(arch.values())).alpha.device
     moved = {}
     for cell_type, edge, op in model.edge_ops():
         if k_new == op.k:
@@ -37,7 +38,6 @@ def widen(model, k_new):
         old_width, new_width = op.channels // op.k, op.channels // k_new
         if new_width < old_width or op.channels % k_new:
             raise ValueError(f"cannot widen an edge of {op.channels} channels from k={op.k} to k={k_new}")
-        device = next(iter(arch.values())).alpha.device
         moved.update(op.widen(k_new, arch[cell_type].kept[edge], channel_map(old_width, new_width, device)))
     return moved
 
@@ -46,9 +46,8 @@ def follow(optimizer, model, moved=None):
     """Point a one-group optimizer at the model's current weights; per-parameter state
     (momentum buffers) of widened weights is widened the same way, that of freed weights dropped."""
     moved = moved or {}
-    successor = {old: new for old, (new, _) in moved.items()}
+    origin = {new: old for old, (new, _) in moved.items()}
     transform = {new: fn for new, fn in moved.values()}
-    origin = {new: old for old, new in successor.items()}
     state = collections.defaultdict(dict)
     for param in model.weights():
         old_state = optimizer.state.get(origin.get(param, param))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.checkpoint import CHECKPOINT_NAME, rng_state, save_checkpoint, set_rng_state
+from common.checkpoint import CHECKPOINT_NAME, loop_state, restore_loop_state, save_checkpoint
 from common.errors import UserError
 from common.progressive import prune_and_widen
 from common.run import Progress
@@ -202,35 +202,27 @@ def hessian_eigenvalue(model, loader, num_batches, seed):
     return arch_hessian_eigenvalue(model, batches, seed=seed, weights="mean")
 
 
+def _stateful(parts):
+    """The objects whose state_dicts a search checkpoint holds, by key (model first)."""
+    return {"model": parts.model, "weight_optimizer": parts.weight_optimizer,
+            "arch_optimizer": parts.architect, "scheduler": parts.scheduler}
+
+
+def _loaders(parts):
+    return {name: getattr(parts, name) for name in ("train_loader", "arch_loader", "valid_loader")}
+
+
 def checkpoint_state(parts, run, epoch):
-    return {
-        "epoch": epoch,  # epochs completed
-        "stage": stage_of(parts.stages, epoch - 1)[0],
-        "k": parts.stages[stage_of(parts.stages, epoch - 1)[0]].k,
-        "model": parts.model.state_dict(),
-        "masks": masks(parts.model),
-        "weight_optimizer": parts.weight_optimizer.state_dict(),
-        "arch_optimizer": parts.architect.state_dict(),
-        "scheduler": parts.scheduler.state_dict(),
-        "loaders": {name: getattr(parts, name).state_dict()
-                    for name in ("train_loader", "arch_loader", "valid_loader")},
-        "rng": rng_state(),
-        "args": run.results["args"],
-        "results": run.results,
-    }
+    stage = stage_of(parts.stages, epoch - 1)[0]
+    state = loop_state(epoch, run, _stateful(parts), _loaders(parts))
+    state.update(stage=stage, k=parts.stages[stage].k, masks=masks(parts.model))
+    return state
 
 
 def restore(parts, state):
     """Load a checkpoint into freshly built parts (the model already at the saved k)."""
     load_masks(parts.model, state["masks"])
-    parts.model.load_state_dict(state["model"])
-    parts.weight_optimizer.load_state_dict(state["weight_optimizer"])
-    parts.architect.load_state_dict(state["arch_optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    for name, loader_state in state["loaders"].items():
-        getattr(parts, name).load_state_dict(loader_state)
-    set_rng_state(state["rng"])
-    return state["epoch"]
+    return restore_loop_state(state, _stateful(parts), _loaders(parts))
 
 
 def run_search(parts, run, *, start_epoch=0, stop_after_epoch=None):

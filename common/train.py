@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.checkpoint import CHECKPOINT_NAME, rng_state, save_checkpoint, set_rng_state
+from common.checkpoint import CHECKPOINT_NAME, loop_state, restore_loop_state, save_checkpoint
 from common.distributed import check_sync_enabled
 from common.errors import UserError
 from common.run import Progress
@@ -147,34 +147,22 @@ class TrainParts:
     amp: bool = False  # bfloat16 autocast
 
 
+def _stateful(parts):
+    return {"model": parts.model, "optimizer": parts.optimizer, "scheduler": parts.scheduler}
+
+
+def _loaders(parts):
+    return {"train_loader": parts.train_loader, "test_loader": parts.test_loader}
+
+
 def checkpoint_state(parts, run, epoch):
     """Plain state only: loads with `torch.load(weights_only=True)`."""
-    loaders = {}
-    for name in ("train_loader", "test_loader"):
-        loader = getattr(parts, name)
-        if hasattr(loader, "state_dict"):
-            loaders[name] = loader.state_dict()
-    return {
-        "epoch": epoch,  # epochs completed
-        "model": parts.model.state_dict(),
-        "optimizer": parts.optimizer.state_dict(),
-        "scheduler": parts.scheduler.state_dict(),
-        "loaders": loaders,
-        "rng": rng_state(),
-        "args": run.results["args"],
-        "results": run.results,
-    }
+    return loop_state(epoch, run, _stateful(parts), _loaders(parts))
 
 
 def restore(parts, state):
     """Load a checkpoint into freshly built parts; returns the number of epochs done."""
-    parts.model.load_state_dict(state["model"])
-    parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    for name, loader_state in state.get("loaders", {}).items():
-        getattr(parts, name).load_state_dict(loader_state)
-    set_rng_state(state["rng"])
-    return int(state["epoch"])
+    return restore_loop_state(state, _stateful(parts), _loaders(parts))
 
 
 def _wrap(parts, dist):
