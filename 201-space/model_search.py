@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.arch import ArchWeights
-from common.mixed_op import MixedOp, tensor_sum
+from common.mixed_op import AvgPool, MixedOp, scaled_batch_norm, shared_relu, fresh_sum
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_NODES = 4
@@ -25,6 +25,10 @@ class ReLUConvBN(nn.Sequential):
             nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
+
+    def weighted_after_relu(self, relu_x, weight):
+        """weight * self(x) given ReLU(x) (common/mixed_op.py: the fused path of a mixed op)."""
+        return scaled_batch_norm(self[2], self[1](relu_x), weight)
 
 
 class Zero(nn.Module):
@@ -43,7 +47,7 @@ def make_cell_op(name, channels):
     if name == "nor_conv_3x3":
         return ReLUConvBN(channels, channels, 3, 1, 1, affine=False)
     if name == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        return AvgPool(3, stride=1, padding=1)
     raise ValueError(f"unknown NAS-Bench-201 op {name!r}")
 
 
@@ -68,15 +72,16 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(MixedOp(OPS, make_cell_op, channels, k) for _ in EDGES)
 
     def forward(self, x, weights, kept, hard_choices):
-        nodes = [x]
+        nodes, relus = [x], [shared_relu(x)]  # ReLU(node) once for all edges leaving it
         for i in range(1, NUM_NODES):
             nodes.append(
-                tensor_sum(
-                    self.edges[e](nodes[j], weights[e], kept[e], hard_choices and hard_choices[e])
+                fresh_sum(
+                    self.edges[e](nodes[j], weights[e], kept[e], hard_choices and hard_choices[e], relus[j])
                     for e, (node, j) in enumerate(EDGES)
                     if node == i
                 )
             )
+            relus.append(shared_relu(nodes[-1]))
         return nodes[-1]
 
 

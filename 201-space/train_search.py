@@ -7,6 +7,7 @@ Flags and defaults are the authors'; `--device`, `--resume`, `--output_dir`,
 The flags, the loop and the run plumbing live in common/; this script declares the space.
 """
 from common import search_script
+from common.distributed import distributed_main
 from common.errors import UserError, exit_on_user_error
 from space201.model_search import OPS, Network
 
@@ -40,15 +41,16 @@ def build_parser(progressive=False, description=__doc__.splitlines()[0]):
     return p
 
 
-def run(args):
+def run(args, dist=None):
+    """Search with parsed flags; `dist` (common.distributed.Dist): data parallel under torchrun."""
     if args.num_cells < 1:
         raise UserError(f"--num_cells must be at least 1, got {args.num_cells}")
-    return search_script.run(args, search_script.stages_of(args, len(OPS)), SPACE)
+    return search_script.run(args, search_script.stages_of(args, len(OPS)), SPACE, dist)
 
 
 @exit_on_user_error
 def main(argv=None):
-    return run(build_parser().parse_args(argv))
+    return distributed_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

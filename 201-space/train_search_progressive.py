@@ -6,6 +6,7 @@ The authors' schedule: k 4 then 2, ops kept 5 then 3, 50 + 50 epochs, architectu
 from epoch 10 of each stage (`--ks`, `--num_keeps`, `--train_epochs`, `--arch_start_epoch`).
 Every other flag is train_search.py's.
 """
+from common.distributed import distributed_main
 from common.errors import exit_on_user_error
 from space201 import train_search
 
@@ -13,7 +14,7 @@ from space201 import train_search
 @exit_on_user_error
 def main(argv=None):
     parser = train_search.build_parser(progressive=True, description=__doc__.splitlines()[0])
-    return train_search.run(parser.parse_args(argv))
+    return distributed_main(train_search.run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

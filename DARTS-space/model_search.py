@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.arch import ArchWeights
-from common.mixed_op import MixedOp, tensor_sum
+from common.mixed_op import MixedOp, fresh_sum
 from darts_space.genotypes import derive, genotype_to_json, num_edges
 from darts_space.operations import PRIMITIVES, FactorizedReduce, ReLUConvBN, search_op
 
@@ -53,7 +53,7 @@ class SearchCell(nn.Module):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.steps):
-            states.append(tensor_sum(
+            states.append(fresh_sum(
                 self.edges[offset + j](h, weights[offset + j], kept[offset + j],
                                        None if hard_choices is None else hard_choices[offset + j])
                 for j, h in enumerate(states)

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.mixed_op import AvgPool
+
 PRIMITIVES = (
     "max_pool_3x3",
     "avg_pool_3x3",
@@ -128,7 +130,7 @@ def _conv_7x1_1x7(C, stride, affine):
 # candidates; they are here because the NASNet and AmoebaNet genotypes use them.
 OPS = {
     "none": lambda C, stride, affine: Zero(stride),
-    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "avg_pool_3x3": lambda C, stride, affine: AvgPool(3, stride=stride, padding=1),
     "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
     "skip_connect": _skip,
     "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),

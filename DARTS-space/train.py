@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from common.data import DATASETS, DeviceLoader, load_dataset, subset
-from common.distributed import ShardedLoader, global_to_local_batch
+from common.distributed import ShardedLoader, distributed_main, global_to_local_batch
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 from common.run import PROJECT_ROOT, default_output_dir
 from common.search_script import MEMORY_FORMATS, add_run_flags
-from common.train import TrainParts, distributed_main, train_from_flags
+from common.train import TrainParts, train_from_flags
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkCIFAR, count_parameters, resolve_genotype
 

@@ -18,12 +18,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from common.distributed import global_to_local_batch
+from common.distributed import distributed_main, global_to_local_batch
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 from common.imagenet import imagenet_loaders
 from common.run import PROJECT_ROOT
 from common.search_script import MEMORY_FORMATS
-from common.train import TrainParts, distributed_main, train_from_flags
+from common.train import TrainParts, train_from_flags
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkImageNet, count_parameters, resolve_genotype
 from darts_space.train import add_training_flags, check_training_args, eval_output_dir
@@ -60,17 +60,18 @@ def check_args(args):
         raise UserError(f"--workers must be at least 0, got {args.workers}")
 
 
-def lr_factor(epoch, *, epochs, scheduler="linear", warmup_epochs=5, batch_size=768):
+def lr_factor(epoch, *, epochs, scheduler="linear", warmup_epochs=5, batch_size=768, floor=0.0):
     """The learning rate of `epoch` (0-based) as a multiple of the base rate.
 
     Warm-up (batch_size > 256 only): (epoch + 1) / warmup_epochs for the first epochs, as
     PC-DARTS overrides the schedule. Linear: PC-DARTS `adjust_lr`, (E - 5 - e) / (E - 5) while
     more than 5 epochs remain, then (E - e) / (5 (E - 5)) (a smaller slope, since lr / 250 is
-    still large); runs of at most 5 epochs decay plainly, (E - e) / E. Cosine: (1 + cos(pi e / E)) / 2."""
+    still large); runs of at most 5 epochs decay plainly, (E - e) / E. Cosine: (1 + cos(pi e / E)) / 2,
+    from 1 to `floor` (the ImageNet search's lr_min / lr), as CosineAnnealingLR with eta_min."""
     if batch_size > WARMUP_ABOVE_BATCH and epoch < warmup_epochs:
         return (epoch + 1) / warmup_epochs
     if scheduler == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
     tail = 5
     if epochs <= tail:
         return (epochs - epoch) / epochs

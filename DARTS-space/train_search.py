@@ -10,6 +10,7 @@ genotype of every epoch and the final one as plain lists, which `train.py --arch
 The flags, the loop and the run plumbing live in common/; this script declares the space.
 """
 from common import search_script
+from common.distributed import distributed_main
 from common.errors import UserError, exit_on_user_error
 from darts_space.model_search import Network
 from darts_space.operations import PRIMITIVES
@@ -30,15 +31,16 @@ def build_parser(description=__doc__.splitlines()[0]):
     return p
 
 
-def run(args):
+def run(args, dist=None):
+    """Search with parsed flags; `dist` (common.distributed.Dist): data parallel under torchrun."""
     if args.layers < 3:
         raise UserError(f"--layers must be at least 3 (two of them are reduction cells), got {args.layers}")
-    return search_script.run(args, search_script.stages_of(args, len(PRIMITIVES)), SPACE)
+    return search_script.run(args, search_script.stages_of(args, len(PRIMITIVES)), SPACE, dist)
 
 
 @exit_on_user_error
 def main(argv=None):
-    return run(build_parser().parse_args(argv))
+    return distributed_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,13 @@ Second order (`--unrolled`, DARTS eq. 6-8): the gradient at the weights after on
 virtual SGD step w' = w - lr * (momentum * buf + dL_train/dw + wd * w),
     dL_val(w', a)/da - lr * d2L_train(w, a)/da dw . dL_val(w', a)/dw',
 the Hessian-vector product by central finite differences with r = 0.01 / ||v||.
+Data parallel (torchrun): given a distributed `dist`, the architecture gradients are
+averaged over the ranks before every Adam step, so every rank keeps the same alpha. With
+`--unrolled` each rank computes the second-order gradient on its own shard (its virtual
+step uses its own weight gradients) and the ranks' results are averaged.
+
+`amp`: the losses are computed under bfloat16 autocast (common.run.autocast).
+
 Instead of building a copy of the model (the authors' `new()`, whose DARTS-space version
 dropped k, the regulariser and the masks), the virtual step is applied in place to the
 same model and undone afterwards, BatchNorm running statistics included, so the copy
@@ -18,6 +25,9 @@ can never disagree with the model it stands for.
 """
 import torch
 from torch import optim
+
+from common.distributed import average_gradients
+from common.run import autocast
 
 REG_TYPES = ("l2", "kl")
 
@@ -29,7 +39,8 @@ def _grads(loss, params):
 
 
 class Architect:
-    def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, weight_decay=None, unrolled=False):
+    def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, weight_decay=None, unrolled=False,
+                 dist=None, amp=False):
         """`reg_type` l2: the anchor is Adam weight decay `reg_scale` on alpha (pulls beta to 1);
         kl: `reg_scale * KL(Dir(beta) || Dir(1))` is added to the validation loss (paper eq. 2).
         `weight_decay` overrides the Adam weight decay (the ImageNet search's arch wd)."""
@@ -39,15 +50,21 @@ class Architect:
         self.reg_type = reg_type
         self.reg_scale = reg_scale
         self.unrolled = unrolled
+        self.dist, self.amp = dist, amp
         if weight_decay is None:
             weight_decay = reg_scale if reg_type == "l2" else 0.0
         self.optimizer = optim.Adam(
             model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay
         )
 
+    def loss(self, x, y):
+        """The model's loss, under autocast when `amp`."""
+        with autocast(x.device, self.amp):
+            return self.model.loss(x, y)
+
     def objective(self, x, y):
         """Validation loss, plus the KL anchor when `reg_type` is kl."""
-        loss = self.model.loss(x, y)
+        loss = self.loss(x, y)
         if self.reg_type == "kl":
             loss = loss + self.reg_scale * self.model.anchor_kl()
         return loss
@@ -60,6 +77,7 @@ class Architect:
         else:
             loss = self.objective(x_valid, y_valid)
             grads = _grads(loss, alphas)
+        average_gradients(grads, self.dist)
         for alpha, grad in zip(alphas, grads):
             alpha.grad = grad
         self.optimizer.step()
@@ -72,7 +90,7 @@ class Architect:
         group = weight_optimizer.param_groups[0]
         momentum, weight_decay = group.get("momentum", 0.0), group.get("weight_decay", 0.0)
 
-        train_grads = _grads(model.loss(x_train, y_train), weights)
+        train_grads = _grads(self.loss(x_train, y_train), weights)
         saved_weights = [w.detach().clone() for w in weights]
         saved_buffers = [b.detach().clone() for b in model.buffers()]
         with torch.no_grad():
@@ -102,7 +120,7 @@ class Architect:
             with torch.no_grad():
                 for w, w0, v in zip(weights, saved_weights, vector):
                     w.copy_(w0 + sign * radius * v)
-            sides.append(_grads(model.loss(x, y), alphas))
+            sides.append(_grads(self.loss(x, y), alphas))
         with torch.no_grad():
             for w, w0 in zip(weights, saved_weights):
                 w.copy_(w0)

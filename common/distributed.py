@@ -10,6 +10,11 @@ drawn from a generator seeded identically on every rank, so the ranks together s
 the batches a single process would draw from the same permutation. Augmentation randomness
 differs per rank (seed + rank), re-seeded per epoch so that `--resume` needs no loader state.
 
+The search (common/search.py) runs the same way: its weight step goes through DDP, its
+architecture gradients are averaged over the ranks (`average_gradients`) before every Adam
+step, so every rank holds the same alpha, prunes and widens identically, and only rank 0
+logs and checkpoints.
+
 Set DRNAS_CHECK_SYNC=1 to compare every rank's parameters after each optimizer step (an
 all-gather of the flattened parameters; for tests and debugging, it costs a copy per step).
 """
@@ -47,6 +52,14 @@ class Dist:
             torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM)
         return tensor
 
+    def all_gather_objects(self, obj):
+        """[obj of rank 0, obj of rank 1, ...] on every rank ([obj] in one process)."""
+        if not self.distributed:
+            return [obj]
+        gathered = [None] * self.world_size
+        torch_dist.all_gather_object(gathered, obj)
+        return gathered
+
     def barrier(self):
         if self.distributed:
             torch_dist.barrier()
@@ -66,6 +79,46 @@ class Dist:
             if not torch.equal(other, gathered[0]):
                 diff = (other - gathered[0]).abs().max().item()
                 raise RuntimeError(f"parameters of rank {rank} differ from rank 0's (max |diff| {diff:.3e})")
+
+
+def average_gradients(grads, dist):
+    """Average a list of gradient tensors over the ranks, in place, in one all-reduce."""
+    if dist is None or not dist.distributed or not grads:
+        return grads
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
+    flat /= dist.world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+    return grads
+
+
+def wrap_ddp(module, dist, *, find_unused_parameters=False, ignore=()):
+    """`module` inside DistributedDataParallel when `dist` is distributed (else `module`).
+
+    `ignore`: names of parameters DDP must leave alone (the search's architecture
+    parameters, whose gradients the architect averages itself)."""
+    if dist is None or not dist.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    if ignore:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, list(ignore))
+    device_ids = [dist.device] if dist.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+
+
+def distributed_main(run_fn, args):
+    """Run `run_fn(args, dist)` as one rank of a torchrun job (or alone), tearing down cleanly."""
+    dist = init_distributed(args.device)
+    try:
+        results = run_fn(args, dist)
+        dist.barrier()  # no rank tears the process group down while another still writes or talks
+        return results
+    finally:
+        dist.close()
 
 
 def check_sync_enabled():
@@ -111,11 +164,11 @@ class ShardedLoader:
     def __init__(self, loader, rank, world_size, seed):
         self.loader, self.rank, self.world_size, self.seed = loader, int(rank), int(world_size), int(seed)
         self.batch_size = loader.batch_size  # global
-        self.epoch = 0
+        self.epoch, self._pass = 0, 0
         self.permutation = torch.Generator(device=loader.device)
 
     def set_epoch(self, epoch):
-        self.epoch = int(epoch)
+        self.epoch, self._pass = int(epoch), 0
 
     @property
     def num_images(self):
@@ -128,22 +181,29 @@ class ShardedLoader:
             return full + 1
         return full
 
+    def _order(self):
+        """This pass's order of the whole set, the same on every rank."""
+        if not self.loader.shuffle:
+            return torch.arange(self.loader.num_images, device=self.loader.device)
+        self.permutation.manual_seed(self._stream_seed(0))
+        return torch.randperm(self.loader.num_images, generator=self.permutation, device=self.loader.device)
+
+    def _stream_seed(self, offset):
+        # (epoch, pass within the epoch): a loader cycled within an epoch (the search's
+        # architecture half) draws a new permutation on every pass
+        return self.seed + offset + 1_000_003 * self.epoch + 1_000_000_007 * self._pass
+
     def batch_indices(self):
-        """This rank's image indices, step by step, for the current epoch."""
-        n, b = self.loader.num_images, self.batch_size
-        device = self.loader.device
-        if self.loader.shuffle:
-            self.permutation.manual_seed(self.seed + 1_000_003 * self.epoch)  # same on every rank
-            order = torch.randperm(n, generator=self.permutation, device=device)
-        else:
-            order = torch.arange(n, device=device)
-        for i in range(len(self)):
-            yield order[i * b:(i + 1) * b][self.rank::self.world_size]
+        """This rank's image indices, step by step, for the current pass (epoch, pass)."""
+        order, b = self._order(), self.batch_size
+        return [order[i * b:(i + 1) * b][self.rank::self.world_size] for i in range(len(self))]
 
     def __iter__(self):
         # augmentation: this rank's own stream, re-seeded per epoch (resume needs no state)
-        self.loader.generator.manual_seed(self.seed + 7919 * (self.rank + 1) + 1_000_003 * self.epoch)
-        for idx in self.batch_indices():
+        self.loader.generator.manual_seed(self._stream_seed(7919 * (self.rank + 1)))
+        indices = self.batch_indices()
+        self._pass += 1
+        for idx in indices:
             if idx.numel() == 0:
                 continue
             yield self.loader._make_batch(idx), self.loader.labels[idx]

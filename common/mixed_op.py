@@ -7,19 +7,131 @@ parts are concatenated and channel-shuffled with `k` groups. `k = 1` is the plai
 Operations that cannot contribute are not computed: ops pruned away on this edge (known
 from the host-side kept list) and `none`, whose output is zero (its weight's gradient
 <grad, 0> is zero too, so skipping it changes nothing).
+
+Two equivalent rewrites make the sum cheaper (same values up to float rounding; see
+docs/performance.md and tests/test_performance.py):
+- an op that starts with ReLU on its input (ReLU-conv-BN, separable and dilated convs)
+  exposes `weighted_after_relu(relu_x, weight)`; ReLU(x) is then computed once for every
+  such op of the edge, and once per node for all the edges leaving it (`shared_relu`), where
+  each op used to compute and keep its own copy;
+- that method folds the mixing weight into the op's last BatchNorm (`scaled_batch_norm`):
+  theta * BN(z) is BN(z) with affine weight theta, one pass instead of two, forward and back;
+- the average pool of both spaces (`AvgPool`, count_include_pad=False) runs on the CPU as a
+  depthwise convolution with a ones kernel divided by the count of each window.
 """
+import contextlib
 import functools
 import operator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ZERO_OP = "none"
 
 
-def tensor_sum(tensors):
-    """Python's sum() without its leading `0 + t`, which costs a full-size add (and a copy)."""
-    return functools.reduce(operator.add, tensors)
+_fast_paths = [True]
+
+
+@contextlib.contextmanager
+def reference_computation():
+    """Within: every mixed op computes `sum_o theta_o * o(x)` literally, each op on its own
+    (its ReLU included), `none` included, the pools as pooling kernels, sums out of place.
+    The fast paths must give the same numbers to float tolerance: tests/test_performance.py
+    checks it and scripts/benchmark_search.py --compare times both."""
+    _fast_paths.append(False)
+    try:
+        yield
+    finally:
+        _fast_paths.pop()
+
+
+def fast_paths():
+    return _fast_paths[-1]
+
+
+def fresh_sum(tensors):
+    """The sum, accumulated in place into the first tensor, which must be a fresh intermediate
+    that no backward function saved (an op's output, as every edge's is): no new buffer per
+    addition, and no leading `0 + t` as Python's sum() has."""
+    if not fast_paths():
+        return functools.reduce(operator.add, tensors)
+    return functools.reduce(lambda total, t: total.add_(t), tensors)
+
+
+def scaled_batch_norm(bn, x, scale):
+    """`scale * bn(x)` in one BatchNorm call: the scale joins (or becomes) its affine weight.
+
+    Same running-statistics update as `bn(x)`; BatchNorms outside the plain case (no running
+    statistics, or a cumulative momentum, which nn.BatchNorm reads on the host) take the
+    two-pass route."""
+    if not bn.track_running_stats or bn.momentum is None:
+        return scale * bn(x)
+    if bn.affine:
+        weight, bias = scale * bn.weight, scale * bn.bias
+    else:
+        # a real (C,) tensor: CPU kernels for channels_last read the weight as contiguous memory
+        weight, bias = scale.expand(bn.num_features).contiguous(), None
+    if bn.training:
+        bn.num_batches_tracked.add_(1)
+    return F.batch_norm(x, bn.running_mean, bn.running_var, weight, bias, bn.training, bn.momentum, bn.eps)
+
+
+class AvgPool(nn.Module):
+    """nn.AvgPool2d(kernel_size, stride, padding, count_include_pad=False), the same values.
+
+    On the CPU it is computed as a depthwise convolution with a ones kernel (the window sums)
+    times 1 / (the number of unpadded inputs in each window): PyTorch's CPU pooling kernel is
+    about 3x slower, forward and backward, on the channels_last 32x32 maps of the search
+    (docs/performance.md). Other devices use the pooling kernel. Holds no state."""
+
+    def __init__(self, kernel_size, stride=1, padding=0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self._constants = {}  # (what, shape, dtype, device) -> ones kernel or inverse counts
+
+    def _constant(self, what, shape, like):
+        key = (what, shape, like.dtype, like.device)
+        if key not in self._constants:
+            k = self.kernel_size
+            if what == "ones":
+                value = torch.ones(shape[0], 1, k, k, dtype=like.dtype, device=like.device)
+            else:  # the count of unpadded inputs of every window, inverted
+                count = F.conv2d(torch.ones(1, 1, *shape, dtype=like.dtype, device=like.device),
+                                 torch.ones(1, 1, k, k, dtype=like.dtype, device=like.device),
+                                 stride=self.stride, padding=self.padding)
+                value = count.reciprocal()
+            self._constants[key] = value
+        return self._constants[key]
+
+    def term_and_factor(self, x, weight):
+        """(t, f) with t * f = weight * self(x): a mixed op multiplies them into its sum in one
+        pass, so that the division by the counts costs nothing extra."""
+        if x.device.type != "cpu" or not fast_paths():
+            return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, count_include_pad=False), weight
+        channels, height, width = x.shape[1:]
+        sums = F.conv2d(x, self._constant("ones", (channels,), x), stride=self.stride,
+                        padding=self.padding, groups=channels)
+        return sums, weight * self._constant("inverse_count", (height, width), x)
+
+    def forward(self, x):
+        term, factor = self.term_and_factor(x, torch.ones((), dtype=x.dtype, device=x.device))
+        return term * factor
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+def shared_relu(x):
+    """ReLU(x), computed on first use and then reused: a cell hands one to every edge leaving node x."""
+    cached = []
+
+    def relu_x():
+        if not cached:
+            cached.append(F.relu(x))
+        return cached[0]
+
+    return relu_x
 
 
 def channel_shuffle(x, groups):
@@ -103,6 +215,17 @@ class MixedOp(nn.Module):
         self.k = k_new
         return moved
 
+    def _reference(self, x, weights, kept, hard_choice):
+        """The literal sum (see `reference_computation`)."""
+        if hard_choice is not None:
+            out = weights[hard_choice] * self.ops[hard_choice](x)
+            others = [o for o in kept if o != hard_choice]
+            return out + weights[others].sum() if others else out
+        return functools.reduce(operator.add, (weights[o] * self.ops[o](x) for o in kept))
+
+    def _unfused(self, index):
+        return not hasattr(self.ops[index], "weighted_after_relu")
+
     def _split(self, x):
         if self.k == 1:
             return x, None
@@ -116,22 +239,43 @@ class MixedOp(nn.Module):
             rest = self.bypass(rest)
         return channel_shuffle(torch.cat([out, rest], dim=1), self.k)
 
-    def forward(self, x, weights, kept, hard_choice=None):
-        """`weights`: this edge's row of mixing weights; `kept`: indices of live ops.
+    def _accumulate(self, out, index, x, relu_x, weight):
+        """`out + weight * op(x)` (`out` None: the first term), in place into `out`, through the
+        op's fused path when it has one (`weighted_after_relu`, `term_and_factor`), else one
+        fused multiply-add."""
+        op = self.ops[index]
+        fused = getattr(op, "weighted_after_relu", None)
+        if fused is not None:
+            term = fused(relu_x(), weight)
+            return term if out is None else out.add_(term)
+        split = getattr(op, "term_and_factor", None)
+        term, factor = split(x, weight) if split is not None else (op(x), weight)
+        return term * factor if out is None else out.addcmul_(term, factor)
+
+    def forward(self, x, weights, kept, hard_choice=None, relu_x=None):
+        """`weights`: this edge's row of mixing weights; `kept`: indices of live ops;
+        `relu_x`: a `shared_relu(x)` of the cell (used at k = 1, where the edge sees all of x).
 
         `hard_choice` (GDAS) is the sampled op: only it is computed; the other live ops
         add their (zero-valued) weight so that they still receive a gradient, as the
         GDAS implementation in NAS-Bench-201 does.
         """
         x_active, rest = self._split(x)
+        if not fast_paths():
+            return self._join(self._reference(x_active, weights, kept, hard_choice), rest)
+        if relu_x is None or rest is not None:
+            relu_x = shared_relu(x_active)  # shared by this edge's ops only
         if hard_choice is not None:
-            out = weights[hard_choice] * self.ops[hard_choice](x_active)
+            out = self._accumulate(None, hard_choice, x_active, relu_x, weights[hard_choice])
             others = [o for o in kept if o != hard_choice]
             if others:
                 out = out + weights[others].sum()
             return self._join(out, rest)
-        computed = [o for o in kept if o not in self.zero_ops]
+        # ops with a fused path first: their output starts the sum, the others add into it
+        computed = sorted((o for o in kept if o not in self.zero_ops), key=self._unfused)
         if not computed:  # only `none` left: a zero output of the right shape
             return self._join(weights[kept[0]] * self.ops[kept[0]](x_active), rest)
-        out = tensor_sum(weights[o] * self.ops[o](x_active) for o in computed)
+        out = None
+        for index in computed:
+            out = self._accumulate(out, index, x_active, relu_x, weights[index])
         return self._join(out, rest)

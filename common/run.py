@@ -44,6 +44,18 @@ def resolve_device(name):
     return device
 
 
+def autocast(device, amp):
+    """bfloat16 autocast when `amp` (no loss scaling needed: bfloat16 has fp32's range)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
+
+
+def check_amp(device):
+    """--amp needs bfloat16 on the device: one line otherwise."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"--amp uses bfloat16, which {torch.cuda.get_device_name(device)} does not "
+                        "support: run without --amp")
+
+
 def versions():
     import torchvision
 

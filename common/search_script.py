@@ -16,9 +16,10 @@ from common.arch import METHODS, annealed_tau
 from common.architect import REG_TYPES, Architect
 from common.checkpoint import check_same_settings, load_checkpoint
 from common.data import DATASETS, DeviceLoader, load_dataset, search_split, subset
+from common.distributed import QuietRun, ShardedLoader, global_to_local_batch
 from common.errors import ArgumentParser, UserError
 from common.progressive import apply_masks
-from common.run import PROJECT_ROOT, Run, default_output_dir, resolve_device, seed_everything
+from common.run import PROJECT_ROOT, Run, check_amp, default_output_dir, resolve_device, seed_everything
 from common.search import SearchParts, Stage, load_masks, restore, run_search
 
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
@@ -34,13 +35,22 @@ class Space:
     num_ops: int
     build_network: Callable  # (args, num_classes, k) -> search model
     open_benchmark: Optional[Callable] = None  # (args, log) -> genotype -> accuracies, or None
+    build_loaders: Optional[Callable] = None  # (args, device, dist) -> (num_classes, train, arch,
+    # valid); default: search_loaders (a training set split in two halves)
+    build_scheduler: Optional[Callable] = None  # (args, optimizer, total epochs) -> scheduler;
+    # default: cosine from --learning_rate to --learning_rate_min over all stages
 
 
-def build_parser(description, progressive):
-    """The flags every search script has; the space sets its defaults with `set_defaults`."""
+def build_parser(description, progressive, datasets=tuple(sorted(DATASETS))):
+    """The flags every search script has; the space sets its defaults with `set_defaults`.
+
+    `datasets`: the --dataset choices (the first is the default). The flags that split one
+    training set in two halves (--train_portion, --cutout) exist only for the datasets that
+    common.data reads; a search with its own loaders (Space.build_loaders) has neither."""
+    split_flags = set(datasets) <= set(DATASETS)
     p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=str(PROJECT_ROOT / "data"), help="folder holding the datasets")
-    p.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS))
+    p.add_argument("--dataset", default="cifar10" if "cifar10" in datasets else datasets[0], choices=datasets)
     p.add_argument("--method", default="dirichlet", choices=sorted(METHODS),
                    help="dirichlet (DrNAS), darts (softmax), snas (Gumbel-softmax), gdas (hard Gumbel)")
     p.add_argument("--batch_size", type=int, default=64)
@@ -58,12 +68,14 @@ def build_parser(description, progressive):
     else:
         p.add_argument("--epochs", type=int, default=100)
         p.add_argument("--k", type=int, default=1, help="partial channels: ops see C/k channels")
-    p.add_argument("--cutout", action="store_true", help="cutout on the search data")
-    p.add_argument("--cutout_length", type=int, default=16)
+    if split_flags:
+        p.add_argument("--cutout", action="store_true", help="cutout on the search data")
+        p.add_argument("--cutout_length", type=int, default=16)
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--grad_clip", type=float, default=5.0, help="gradient-norm clip of the weights")
-    p.add_argument("--train_portion", type=float, default=0.5,
-                   help="share of the training set for the weights; the rest trains the architecture")
+    if split_flags:
+        p.add_argument("--train_portion", type=float, default=0.5,
+                       help="share of the training set for the weights; the rest trains the architecture")
     p.add_argument("--unrolled", action="store_true", help="second-order architecture step")
     p.add_argument("--arch_learning_rate", type=float, default=3e-4)
     p.add_argument("--tau_max", type=float, default=10.0, help="initial Gumbel temperature (snas, gdas)")
@@ -76,6 +88,10 @@ def build_parser(description, progressive):
     p.add_argument("--hessian_freq", type=int, default=0,
                    help="every E epochs, the dominant Hessian eigenvalue w.r.t. alpha (figures 4-5)")
     p.add_argument("--hessian_batches", type=int, default=4, help="validation batches for the eigenvalue")
+    p.add_argument("--amp", action="store_true",
+                   help="bfloat16 autocast of every forward pass (off by default: the authors' fp32 numerics)")
+    p.add_argument("--valid_from_epoch", type=int, default=0,
+                   help="evaluate on the architecture half from this (0-based) epoch on")
     p.add_argument("--memory_format", default="channels_last", choices=sorted(MEMORY_FORMATS),
                    help="layout of activations and conv weights: channels_last is faster on CPUs "
                         "(see docs/performance.md) and gives the same results to float tolerance")
@@ -124,11 +140,13 @@ def check_args(args, stages):
         if args.init_channels % stage.k:
             raise UserError(f"k={stage.k} does not divide --init_channels {args.init_channels}: "
                             "pick k among its divisors")
-    if not 0 < args.train_portion < 1:
+    if not 0 < getattr(args, "train_portion", 0.5) < 1:
         raise UserError(f"--train_portion must lie strictly between 0 and 1, got {args.train_portion}")
 
 
-def search_loaders(args, device):
+def search_loaders(args, device, dist=None):
+    """(num_classes, weight-half loader, architecture-half loader, plain architecture-half loader)
+    of a training set split in two; under torchrun each loader is sharded over the ranks."""
     data = load_dataset(args.dataset, args.data, train=True)
     if args.data_limit:
         data = subset(data, range(min(args.data_limit, len(data))))
@@ -138,19 +156,28 @@ def search_loaders(args, device):
                         f"{args.batch_size}: lower --batch_size or raise --data_limit")
     cutout = args.cutout_length if args.cutout else 0
     memory_format = MEMORY_FORMATS[args.memory_format]
-    shared = dict(batch_size=args.batch_size, device=device, cutout=cutout, drop_last=True,
-                  memory_format=memory_format)
+    shared = dict(batch_size=args.batch_size, device=device, memory_format=memory_format)
     # drop_last: every step sees a full batch, as the benchmark times it
-    train = DeviceLoader.from_imageset(data, weight_half, train=True, seed=args.seed, **shared)
-    arch = DeviceLoader.from_imageset(data, arch_half, train=True, seed=args.seed + 1, **shared)
-    valid = DeviceLoader.from_imageset(data, arch_half, train=False, batch_size=args.batch_size,
-                                       device=device, seed=args.seed + 2, memory_format=memory_format)
-    return data.num_classes, train, arch, valid
+    loaders = [  # (loader, seed)
+        (DeviceLoader.from_imageset(data, weight_half, train=True, seed=args.seed, cutout=cutout,
+                                    drop_last=True, **shared), args.seed),
+        (DeviceLoader.from_imageset(data, arch_half, train=True, seed=args.seed + 1, cutout=cutout,
+                                    drop_last=True, **shared), args.seed + 1),
+        (DeviceLoader.from_imageset(data, arch_half, train=False, seed=args.seed + 2, **shared), args.seed + 2),
+    ]
+    if dist is not None and dist.distributed:  # --batch_size is the global batch
+        return (data.num_classes, *(ShardedLoader(loader, dist.rank, dist.world_size, seed) for loader, seed in loaders))
+    return (data.num_classes, *(loader for loader, _ in loaders))
 
 
-def build_search(args, stages, device, space, benchmark=None, k=None, masks=None):
+def cosine_schedule(args, optimizer, total_epochs):
+    """One cosine schedule over all stages: it continues through pruning and widening."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_epochs, eta_min=args.learning_rate_min)
+
+
+def build_search(args, stages, device, space, benchmark=None, k=None, masks=None, dist=None):
     """Model, optimizers and loaders; `k` and `masks` rebuild the network of a checkpoint."""
-    num_classes, train, arch, valid = search_loaders(args, device)
+    num_classes, train, arch, valid = (space.build_loaders or search_loaders)(args, device, dist)
     memory_format = MEMORY_FORMATS[args.memory_format]
     model = space.build_network(args, num_classes, k or stages[0].k).to(device, memory_format=memory_format)
     if masks:
@@ -159,25 +186,27 @@ def build_search(args, stages, device, space, benchmark=None, k=None, masks=None
     weight_optimizer = torch.optim.SGD(model.weights(), args.learning_rate,
                                        momentum=args.momentum, weight_decay=args.weight_decay)
     total_epochs = sum(stage.epochs for stage in stages)
-    # one cosine schedule over all stages: it continues through pruning and widening
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        weight_optimizer, total_epochs, eta_min=args.learning_rate_min)
+    scheduler = (space.build_scheduler or cosine_schedule)(args, weight_optimizer, total_epochs)
     tau = None
     if METHODS[args.method].uses_tau:  # SNAS, GDAS: annealed linearly over all epochs
         tau = functools.partial(annealed_tau, epochs=total_epochs, tau_max=args.tau_max, tau_min=args.tau_min)
-    architect = Architect(model, lr=args.arch_learning_rate, reg_type=args.reg_type,
-                          reg_scale=args.reg_scale, unrolled=args.unrolled)
+    architect = Architect(model, lr=args.arch_learning_rate, reg_type=args.reg_type, reg_scale=args.reg_scale,
+                          unrolled=args.unrolled,
+                          dist=dist, amp=args.amp)
     return SearchParts(
         model=model, architect=architect, weight_optimizer=weight_optimizer,
         scheduler=scheduler, train_loader=train, arch_loader=arch, valid_loader=valid,
         stages=stages, grad_clip=args.grad_clip, report_freq=args.report_freq, tau=tau,
         benchmark=benchmark, sample_archs=args.sample_archs,
-        hessian_freq=args.hessian_freq, hessian_batches=args.hessian_batches, memory_format=memory_format)
+        hessian_freq=args.hessian_freq, hessian_batches=args.hessian_batches, memory_format=memory_format,
+        amp=args.amp, batch_size=args.batch_size, seed=args.seed, valid_from_epoch=args.valid_from_epoch)
 
 
-def prepare_run(args, default_dir):
+def prepare_run(args, default_dir, dist=None):
     """(device, checkpoint or None, output folder), seeded: --resume continues in the run's own
-    folder with the checkpoint's settings; `default_dir()` names a new run's folder."""
+    folder with the checkpoint's settings; `default_dir()` names a new run's folder. Under
+    torchrun (`dist` distributed) the device is cuda:LOCAL_RANK (or the CPU) and every rank
+    takes rank 0's folder name (names carry a time stamp)."""
     device = resolve_device(args.device)
     checkpoint = None
     if args.resume:
@@ -186,32 +215,52 @@ def prepare_run(args, default_dir):
         out_dir = Path(args.resume) if Path(args.resume).is_dir() else Path(args.resume).parent
     else:
         out_dir = Path(args.output_dir or default_dir())
+    if dist is not None and dist.distributed:
+        device = dist.device
+        out_dir = Path(dist.all_gather_objects(str(out_dir))[0])
     seed_everything(args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return device, checkpoint, out_dir
 
 
-def run(args, stages, space):
-    """A search (plain or progressive) with parsed flags; returns the final genotype."""
-    check_args(args, stages)
-    device, checkpoint, out_dir = prepare_run(
-        args, lambda: default_output_dir(space.name, args.dataset, args.save, args.seed))
+def open_run(out_dir, args, device, dist=None, results=None):
+    """The run's log, TensorBoard writer and results file on rank 0; a silent stand-in elsewhere."""
+    if dist is None or dist.is_main:
+        return Run(out_dir, vars(args), device, results=results)
+    return QuietRun(out_dir, results)
 
-    run = Run(out_dir, vars(args), device, results=checkpoint["results"] if checkpoint else None)
+
+def run(args, stages, space, dist=None):
+    """A search (plain or progressive) with parsed flags; returns the final genotype.
+    `dist` (common.distributed.Dist): data parallel over torchrun's processes."""
+    check_args(args, stages)
+    if dist is not None:
+        global_to_local_batch(args.batch_size, dist)  # one line when it does not divide
+    device, checkpoint, out_dir = prepare_run(
+        args, lambda: default_output_dir(space.name, args.dataset, args.save, args.seed), dist)
+    if args.amp:
+        check_amp(device)
+
+    run = open_run(out_dir, args, device, dist, results=checkpoint["results"] if checkpoint else None)
     try:
         run.log.info(f"args {vars(args)}")
         run.results["stages"] = [dataclasses.asdict(stage) for stage in stages]
-        benchmark = space.open_benchmark(args, run.log) if space.open_benchmark else None
+        benchmark = None
+        if space.open_benchmark and (dist is None or dist.is_main):
+            benchmark = space.open_benchmark(args, run.log)
         if checkpoint:
-            parts = build_search(args, stages, device, space, benchmark, checkpoint["k"], checkpoint["masks"])
+            parts = build_search(args, stages, device, space, benchmark, checkpoint["k"], checkpoint["masks"], dist)
             start = restore(parts, checkpoint)
             run.log.info(f"resumed from {out_dir} after epoch {start}")
         else:
-            parts, start = build_search(args, stages, device, space, benchmark), 0
+            parts, start = build_search(args, stages, device, space, benchmark, dist=dist), 0
         n_weights = sum(p.numel() for p in parts.model.weights())
         run.log.info(f"device {device}; supernet weights {n_weights:,}; {len(parts.train_loader)} steps per epoch")
-        genotype = run_search(parts, run, start_epoch=start, stop_after_epoch=args.stop_after_epoch)
+        if dist is not None and dist.distributed:
+            run.log.info(f"data parallel over {dist.world_size} processes, "
+                         f"{args.batch_size // dist.world_size} images per process and step")
+        genotype = run_search(parts, run, start_epoch=start, stop_after_epoch=args.stop_after_epoch, dist=dist)
         run.log.info(f"found architecture: {genotype}")
         run.log.info(f"log {run.dir / 'log.txt'} | TensorBoard {run.dir / 'tb'} | results {run.results_path}")
         return genotype

@@ -28,31 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.checkpoint import CHECKPOINT_NAME, loop_state, restore_loop_state, save_checkpoint
-from common.distributed import check_sync_enabled
-from common.errors import UserError
-from common.run import Progress
+from common.distributed import check_sync_enabled, wrap_ddp
+from common.run import Progress, autocast, check_amp
 from common.search import Meter, divergence_check
-
-
-def _read(meter, dist, extra=None):
-    """Meter.read with the sums all-reduced over the ranks (a plain read in one process).
-
-    Returns (mean loss, accuracy %, first non-finite step or -1, global count, extra summed)."""
-    if dist is None or not dist.distributed:
-        loss, acc, first_bad = meter.read()
-        return loss, acc, first_bad, meter.count, (None if extra is None else extra.item())
-    dtype = torch.float64
-    bad = meter.first_bad.to(dtype)
-    sums = torch.stack([meter.loss_sum.to(dtype), meter.correct.to(dtype),
-                        torch.tensor(float(meter.count), dtype=dtype, device=meter.loss_sum.device),
-                        torch.where(bad >= 0, 1.0, 0.0).to(dtype),
-                        torch.where(bad >= 0, bad, torch.zeros_like(bad)),
-                        torch.zeros((), dtype=dtype, device=bad.device) if extra is None else extra.to(dtype)])
-    dist.all_reduce_sum(sums)
-    loss_sum, correct, count, n_bad, bad_sum, extra_sum = sums.tolist()
-    count = int(count)
-    first_bad = int(bad_sum / n_bad) if n_bad else -1  # a diverged step (the mean over the ranks that saw one)
-    return loss_sum / max(count, 1), 100.0 * correct / max(count, 1), first_bad, count, extra_sum
 
 
 def _loss(criterion, logits, logits_aux, y, auxiliary_weight):
@@ -60,18 +38,6 @@ def _loss(criterion, logits, logits_aux, y, auxiliary_weight):
     if logits_aux is not None and auxiliary_weight:
         loss = loss + auxiliary_weight * criterion(logits_aux, y)
     return loss
-
-
-def autocast(device, amp):
-    """bfloat16 autocast when `amp` (no loss scaling needed: bfloat16 has fp32's range)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp)
-
-
-def check_amp(device):
-    """--amp needs bfloat16 on the device: one line otherwise."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UserError(f"--amp uses bfloat16, which {torch.cuda.get_device_name(device)} does not "
-                        "support: run without --amp")
 
 
 def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0, criterion=F.cross_entropy,
@@ -101,7 +67,7 @@ def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0
             if check_divergence is not None:
                 check_divergence(first_bad)
             progress.show(step, mean_loss, acc)
-    mean_loss, acc, first_bad, _, _ = _read(meter, dist)
+    mean_loss, acc, first_bad, _, _ = meter.read_global(dist)
     if check_divergence is not None:
         check_divergence(first_bad)
     return mean_loss, acc
@@ -123,7 +89,7 @@ def evaluate(model, loader, criterion=F.cross_entropy, dist=None, amp=False):
         meter.add(step, criterion(logits, y), logits, y)
         k = min(5, logits.shape[1])
         correct5 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
-    loss, top1, _, count, correct5 = _read(meter, dist, correct5)
+    loss, top1, _, count, correct5 = meter.read_global(dist, correct5)
     top5 = 100.0 * correct5 / max(count, 1)
     return loss, top1, top5
 
@@ -167,15 +133,9 @@ def restore(parts, state):
 
 def _wrap(parts, dist):
     """The module the training steps run: DDP around `parts.model` when distributed."""
-    if dist is None or not dist.distributed:
-        return parts.model
-    from torch.nn.parallel import DistributedDataParallel
-
-    module = parts.model
     # an auxiliary head that the loss ignores would leave parameters without gradients
-    unused = bool(getattr(module, "_auxiliary", False)) and not parts.auxiliary_weight
-    device_ids = [dist.device] if dist.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=unused)
+    unused = bool(getattr(parts.model, "_auxiliary", False)) and not parts.auxiliary_weight
+    return wrap_ddp(parts.model, dist, find_unused_parameters=unused)
 
 
 def run_training(parts, run, *, start_epoch=0, stop_after_epoch=None, is_main=True, dist=None):
@@ -249,24 +209,19 @@ def train_from_flags(args, dist, *, genotype, genotype_record, build_parts, defa
     (resume, output folder, seed), build the parts (`build_parts(args, genotype, device, dist)`),
     log the network (`count_params(model)` in millions), train. Only rank 0 writes; returns the
     results dict."""
-    from common.distributed import QuietRun, global_to_local_batch, init_distributed
-    from common.run import Run
-    from common.search_script import prepare_run
+    from common.distributed import global_to_local_batch, init_distributed
+    from common.search_script import open_run, prepare_run
 
     dist = dist or init_distributed(args.device)
     global_to_local_batch(args.batch_size, dist)  # one-line error when it does not divide
-    device, checkpoint, out_dir = prepare_run(args, default_dir)
-    if dist.distributed:
-        device = dist.device  # cuda:LOCAL_RANK under torchrun
-        if not args.resume and not args.output_dir:
-            out_dir = _shared_dir(out_dir)  # folder names carry a time stamp: rank 0's wins
+    device, checkpoint, out_dir = prepare_run(args, default_dir, dist)
     if args.amp:
         check_amp(device)
     parts = build_parts(args, genotype, device, dist)  # data errors before the output folder exists
     parts.amp = args.amp
 
     results = checkpoint["results"] if checkpoint else None
-    run = Run(out_dir, vars(args), device, results=results) if dist.is_main else QuietRun(out_dir, results)
+    run = open_run(out_dir, args, device, dist, results)
     try:
         run.log.info(f"args {vars(args)}")
         run.log.info(f"genotype {genotype}")
@@ -286,25 +241,3 @@ def train_from_flags(args, dist, *, genotype, genotype_record, build_parts, defa
         return results
     finally:
         run.close()
-
-
-def _shared_dir(out_dir):
-    """Rank 0's output folder name, sent to every rank."""
-    import torch.distributed
-
-    names = [str(out_dir)]
-    torch.distributed.broadcast_object_list(names, src=0)
-    return type(out_dir)(names[0])
-
-
-def distributed_main(run_fn, args):
-    """Run `run_fn(args, dist)` as one rank of a torchrun job (or alone), tearing down cleanly."""
-    from common.distributed import init_distributed
-
-    dist = init_distributed(args.device)
-    try:
-        results = run_fn(args, dist)
-        dist.barrier()  # no rank tears the process group down while another still writes or talks
-        return results
-    finally:
-        dist.close()

@@ -1,13 +1,24 @@
 """Time the search step (architecture step + weight step) and measure its peak memory.
 
     python scripts/benchmark_search.py --space 201 --k 1 --batch_size 64 --device cpu
+    python scripts/benchmark_search.py --space 201 --compare        # one row per option set
+    python scripts/benchmark_search.py --space 201 --memory_table   # the paper's k table
+    python scripts/benchmark_search.py --space imagenet --batch_size 8 --loader_data DIR
 
 Runs `--warmup` steps, then times `--steps` steps of `common.search.search_step` on random
-CIFAR-shaped batches (data loading is not part of the step) and prints JSON: median and
-mean step time, images per second (weight batch / median step) and peak memory: CUDA max
-allocated on a GPU; on a CPU the process's peak resident set size, beside the resident
-size after set-up so the step's own share can be read off.
+batches of the space's input shape (data loading is not part of the step) and prints JSON:
+median and mean step time, images per second (weight batch / median step) and peak memory:
+CUDA max allocated on a GPU; on a CPU the process's peak resident set size, beside the
+resident size after set-up so the step's own share can be read off.
+
+Spaces: 201 (NAS-Bench-201, CIFAR 32x32), darts (the DARTS-space CIFAR search network) and
+imagenet (the direct ImageNet search network: C 48, 14 layers, 224x224, 1000 classes).
+`--reference` runs the mixed ops literally (common.mixed_op.reference_computation: the
+authors' computation); `--compare` runs every option set in its own process and prints a
+Markdown table. `--loader_data` (a sampled ImageNet folder, train/ and val/) adds the
+images per second of the search loader for each backend (common/imagenet.py).
 """
+import contextlib
 import json
 import platform
 import resource
@@ -19,7 +30,8 @@ import torch
 
 from common.architect import Architect
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.run import resolve_device, seed_everything
+from common.mixed_op import reference_computation
+from common.run import check_amp, resolve_device, seed_everything
 from common.progressive import apply_masks
 from common.search import load_masks, search_step
 from common.search_script import MEMORY_FORMATS
@@ -37,8 +49,16 @@ def build_darts(args):
     return Network(args.init_channels, 10, args.layers, args.method, args.k)
 
 
-SPACES = {"201": build_201, "darts": build_darts}
-DEFAULT_CHANNELS = {"201": 16, "darts": 36}
+def build_imagenet(args):
+    from darts_space.model_search_imagenet import Network
+
+    return Network(args.init_channels, 1000, args.layers, args.method, args.k)
+
+
+SPACES = {"201": build_201, "darts": build_darts, "imagenet": build_imagenet}
+DEFAULTS = {  # init_channels, layers, input shape, classes, k
+    "201": (16, None, (3, 32, 32), 10, 1), "darts": (36, 20, (3, 32, 32), 10, 6),
+    "imagenet": (48, 14, (3, 224, 224), 1000, 6)}
 
 
 def build(args, device):
@@ -49,24 +69,31 @@ def build(args, device):
         load_masks(model, {name: [list(range(num_ops - args.num_keep, num_ops))] * arch.num_edges
                            for name, arch in model.arch_weights().items()})
         apply_masks(model)
-    architect = Architect(model, lr=3e-4, reg_scale=1e-3, unrolled=args.unrolled)
+    architect = Architect(model, lr=3e-4, reg_scale=1e-3, unrolled=args.unrolled, amp=args.amp)
     optimizer = torch.optim.SGD(model.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
-    return model, architect, optimizer, (3, 32, 32)
+    return model, architect, optimizer, DEFAULTS[args.space][2]
 
 
 def build_parser():
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="201", choices=sorted(SPACES))
-    p.add_argument("--k", type=int, default=1)
+    p.add_argument("--k", type=int, default=None, help="default: 1 (201), 6 (darts, imagenet)")
     p.add_argument("--num_keep", type=int, default=None,
                    help="ops kept per edge (a progressive stage after pruning; default: all)")
     p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--init_channels", type=int, default=None, help="default: 16 (201), 36 (darts)")
+    p.add_argument("--init_channels", type=int, default=None, help="default: 16 (201), 36 (darts), 48 (imagenet)")
     p.add_argument("--num_cells", type=int, default=5, help="N of the 201 space")
-    p.add_argument("--layers", type=int, default=20, help="cells of the DARTS space")
+    p.add_argument("--layers", type=int, default=None, help="cells of the DARTS space: 20 (darts), 14 (imagenet)")
     p.add_argument("--method", default="dirichlet")
     p.add_argument("--unrolled", action="store_true")
     p.add_argument("--memory_format", default="channels_last", choices=sorted(MEMORY_FORMATS))
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast, as the search's --amp")
+    p.add_argument("--reference", action="store_true",
+                   help="the mixed ops computed literally, as the authors' code does (no fast paths)")
+    p.add_argument("--loader_data", default=None, metavar="DIR",
+                   help="a sampled ImageNet folder: also time the search loader's backends on it")
+    p.add_argument("--loader_batches", type=int, default=10, help="batches timed per loader backend")
+    p.add_argument("--workers", type=int, default=2, help="loader worker processes")
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--device", default="auto")
@@ -74,7 +101,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory_table", action="store_true",
                    help="a table, each row in its own process, as Markdown: for 201, k = 1, 2, 4, 8 "
-                        "and the progressive second stage (k=2, 3 ops); for darts, the two stages")
+                        "and the progressive second stage (k=2, 3 ops); for darts and imagenet, the two stages")
+    p.add_argument("--compare", action="store_true",
+                   help="a table, each option set in its own process: the authors' computation, each "
+                        "optimisation alone, all of them (the default), and --amp")
     return p
 
 
@@ -86,17 +116,30 @@ MEMORY_ROWS = {
             ("k=8", ["--k", "8"], 949), ("progressive, stage 2 (k=2, 3 ops)", ["--k", "2", "--num_keep", "3"], 949)],
     "darts": [("stage 1 (k=6, 7 ops)", ["--k", "6"], None),
               ("stage 2, widened (k=4, 4 ops)", ["--k", "4", "--num_keep", "4"], None)],
+    "imagenet": [("stage 1 (k=6, 7 ops)", ["--k", "6"], None),
+                 ("stage 2, widened (k=3, 4 ops)", ["--k", "3", "--num_keep", "4"], None)],
 }
 
+# (label, flags) of --compare: from the authors' computation to everything this code does
+OPTION_SETS = [
+    ("literal mixed ops, contiguous (the authors' computation)", ["--reference", "--memory_format", "contiguous"]),
+    ("literal mixed ops, channels_last", ["--reference", "--memory_format", "channels_last"]),
+    ("fast mixed ops, contiguous", ["--memory_format", "contiguous"]),
+    ("fast mixed ops, channels_last (the default)", ["--memory_format", "channels_last"]),
+    ("default + --amp (bfloat16)", ["--memory_format", "channels_last", "--amp"]),
+]
 
-def memory_table(argv):
-    """Each configuration in a fresh process, so that peak RSS on a CPU is its own."""
+
+def run_rows(argv, drop, rows, paper_column=False):
+    """Each configuration in a fresh process (so that peak RSS on a CPU is its own); prints a
+    Markdown table. `rows`: (label, extra flags, paper MB or None)."""
     import subprocess
 
-    base = [a for a in argv if a != "--memory_table"]
-    lines = ["| configuration | median step (s) | images/s | peak memory (MB) | paper, GTX 1080 Ti (MB) |",
-             "| --- | --- | --- | --- | --- |"]
-    for label, extra, paper_mb in MEMORY_ROWS[build_parser().parse_args(base).space]:
+    base = [a for a in argv if a != drop]
+    header = "| configuration | median step (s) | images/s | peak memory (MB) |"
+    lines = [header + (" paper, GTX 1080 Ti (MB) |" if paper_column else ""),
+             "| --- " * (5 if paper_column else 4) + "|"]
+    for label, extra, paper_mb in rows:
         out = subprocess.run([sys.executable, __file__, *base, *extra], capture_output=True, text=True)
         if out.returncode:
             raise UserError(f"{label} failed: {out.stderr.strip().splitlines()[-1]}")
@@ -104,11 +147,34 @@ def memory_table(argv):
         memory = f"{row['peak_memory_mb']:.0f}"
         if "setup_rss_mb" in row:  # CPU: the step's own share is what grows with the supernet
             memory += f" ({row['peak_memory_mb'] - row['setup_rss_mb']:.0f} above set-up)"
-        lines.append(f"| {label} | {row['median_step_s']:.3f} | {row['images_per_s']:.1f} | "
-                     f"{memory} | {paper_mb or '-'} |")
-    print(f"device {row['device']}, batch {row['batch_size']}, {row['threads']} threads, torch {row['torch']}"
-          + (f", setup RSS {row['setup_rss_mb']:.0f} MB" if "setup_rss_mb" in row else ""))
+        lines.append(f"| {label} | {row['median_step_s']:.3f} | {row['images_per_s']:.1f} | {memory} |"
+                     + (f" {paper_mb or '-'} |" if paper_column else ""))
+    print(f"space {row['space']}, k {row['k']}, device {row['device']}, batch {row['batch_size']}, "
+          f"{row['threads']} threads, torch {row['torch']}"
+          + (f", GPU {row['gpu']}" if "gpu" in row else f", setup RSS {row['setup_rss_mb']:.0f} MB"))
     print("\n".join(lines))
+
+
+def memory_table(argv):
+    space = build_parser().parse_args([a for a in argv if a != "--memory_table"]).space
+    run_rows(argv, "--memory_table", MEMORY_ROWS[space], paper_column=space == "201")
+
+
+def compare(argv):
+    run_rows(argv, "--compare", [(label, flags, None) for label, flags in OPTION_SETS])
+
+
+def loader_speed(args, device):
+    """Images per second of the ImageNet search loader (its training half), per backend."""
+    from common.imagenet import imagenet_search_loaders, loader_images_per_second
+
+    speeds = {}
+    for backend in ("workers", "decode"):
+        train, _, _, _ = imagenet_search_loaders(
+            args.loader_data, args.batch_size, device, args.seed, workers=args.workers, backend=backend,
+            memory_format=MEMORY_FORMATS[args.memory_format])
+        speeds[backend] = loader_images_per_second(train, args.loader_batches)
+    return speeds
 
 
 def rss_mb():
@@ -125,11 +191,17 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.memory_table:
         return memory_table(sys.argv[1:] if argv is None else list(argv))
+    if args.compare:
+        return compare(sys.argv[1:] if argv is None else list(argv))
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
-    args.init_channels = args.init_channels or DEFAULT_CHANNELS[args.space]
+    channels, layers, _, num_classes, k = DEFAULTS[args.space]
+    args.init_channels, args.layers = args.init_channels or channels, args.layers or layers
+    args.k = args.k or k
+    if args.amp:
+        check_amp(device)
     if args.init_channels % args.k:
         raise UserError(f"--k {args.k} does not divide --init_channels {args.init_channels}")
     model, architect, optimizer, shape = build(args, device)
@@ -138,25 +210,27 @@ def main(argv=None):
     def batch():
         x = torch.randn(args.batch_size, *shape, generator=g).to(device)
         x = x.contiguous(memory_format=MEMORY_FORMATS[args.memory_format])
-        return x, torch.randint(0, 10, (args.batch_size,), generator=g).to(device)
+        return x, torch.randint(0, num_classes, (args.batch_size,), generator=g).to(device)
 
     batches = [(batch(), batch()) for _ in range(4)]
     setup_rss = rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
-    for step in range(args.warmup + args.steps):
-        train, arch = batches[step % len(batches)]
-        synchronize(device)
-        start = time.perf_counter()
-        search_step(model, architect, optimizer, train, arch, update_arch=True, grad_clip=5.0)
-        synchronize(device)
-        if step >= args.warmup:
-            times.append(time.perf_counter() - start)
+    with reference_computation() if args.reference else contextlib.nullcontext():
+        for step in range(args.warmup + args.steps):
+            train, arch = batches[step % len(batches)]
+            synchronize(device)
+            start = time.perf_counter()
+            search_step(model, architect, optimizer, train, arch, update_arch=True, grad_clip=5.0, amp=args.amp)
+            synchronize(device)
+            if step >= args.warmup:
+                times.append(time.perf_counter() - start)
     median = statistics.median(times)
     report = {
         "space": args.space, "k": args.k, "num_keep": args.num_keep, "batch_size": args.batch_size, "init_channels": args.init_channels,
-        "num_cells": args.num_cells, "layers": args.layers, "method": args.method, "unrolled": args.unrolled, "memory_format": args.memory_format,
+        "num_cells": args.num_cells, "layers": args.layers, "method": args.method, "unrolled": args.unrolled,
+        "memory_format": args.memory_format, "amp": args.amp, "reference": args.reference,
         "device": str(device), "threads": torch.get_num_threads(),
         "steps": args.steps, "median_step_s": median, "mean_step_s": statistics.fmean(times),
         "images_per_s": args.batch_size / median,
@@ -169,6 +243,8 @@ def main(argv=None):
     else:
         report["peak_memory_mb"] = rss_mb()
         report["setup_rss_mb"] = setup_rss
+    if args.loader_data:
+        report["loader_images_per_s"] = loader_speed(args, device)
     json.dump(report, sys.stdout, indent=1)
     print()
     return report

@@ -1,8 +1,15 @@
 """Checks the end-to-end tests of the scripts share."""
+import importlib.util
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def results(out_dir):
@@ -19,3 +26,28 @@ def expect_one_line_error(capsys, main, argv):
     assert len(err.splitlines()) == 1 and err.startswith("error:"), err
     assert "Traceback" not in err
     return err
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(script, args, nproc=2, timeout=300):
+    """`torchrun --nproc_per_node=nproc ROOT/script args` on the CPU (gloo), with the ranks'
+    parameters compared after every step (DRNAS_CHECK_SYNC=1); returns the CompletedProcess."""
+    exe = Path(sys.executable).with_name("torchrun")
+    launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DRNAS_CHECK_SYNC": "1"}
+    cmd = [*launcher, f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+           str(ROOT / script), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def load_script(name):
+    """Import scripts/NAME.py under a module name of its own (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"drnas_test_script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,5 +1,4 @@
 """scripts/plot_search.py, scripts/aggregate.py and scripts/reproduce/*.sh on fake run folders."""
-import importlib.util
 import json
 import math
 import os
@@ -11,18 +10,11 @@ import pytest
 
 from common.results import METRICS
 
+from script_checks import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NB201_OPS = 5
-
-
-def load_script(name):
-    """Import scripts/NAME.py under a module name of its own (scripts/ is not a package)."""
-    path = ROOT / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"drnas_test_script_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 plot_search = load_script("plot_search")

@@ -1,6 +1,5 @@
 """DARTS-space/train_search.py end to end on CPU: progressive stages, genotypes in the
 results JSON, real images, bad input; and the step benchmark of both spaces."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import torch
 from darts_space import train_search
 from darts_space.genotypes import Genotype, genotype_from_json
 from darts_space.model import NetworkCIFAR, resolve_genotype
-from script_checks import expect_one_line_error, results
+from script_checks import expect_one_line_error, load_script, results
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR10_MINI = ROOT.parent / "shared" / "data" / "cifar10-mini"
@@ -67,13 +66,6 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     train_search.main([*TINY, "--output_dir", str(run), "--stop_after_epoch", "1"])
     err = one_line_error(capsys, [*TINY, "--resume", str(run), "--init_channels", "12"])
     assert "--init_channels" in err
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"drnas_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("space, extra", [("201", ["--num_cells", "1", "--init_channels", "4"]),

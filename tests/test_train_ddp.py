@@ -2,9 +2,6 @@
 processes, the ranks' weights in sync after every step, one DDP step equal to one
 single-process step on the same global batch, sharding, and resume under DDP."""
 import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,27 +13,15 @@ from torch import nn
 from common.data import DeviceLoader
 from common.distributed import Dist, ShardedLoader
 from common.train import evaluate, train_epoch
-from script_checks import results
+import script_checks
+from script_checks import free_port, results
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic", "--init_channels", "4", "--layers", "3", "--data_limit", "64",
         "--batch_size", "16", "--epochs", "1", "--device", "cpu", "--report_freq", "2"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def torchrun(args, nproc=2, script="train.py"):
-    exe = Path(sys.executable).with_name("torchrun")
-    launcher = [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "DRNAS_CHECK_SYNC": "1"}
-    cmd = [*launcher, f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
-           str(ROOT / "DARTS-space" / script), *args]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-
+    return script_checks.torchrun(f"DARTS-space/{script}", args, nproc, timeout=120)
 
 
 def test_torchrun_two_processes(tmp_path):

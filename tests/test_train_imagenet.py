@@ -2,42 +2,25 @@
 a tiny NetworkImageNet (224x224 input), workers 0 and 2, the warm-up + decay schedule, exact
 resume, and bad input as one line with exit status 2. (The 2-process gloo run belongs to the
 DistributedDataParallel work.)"""
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from common.errors import UserError
 from common.imagenet import imagenet_loaders
 from darts_space import train_imagenet
 from darts_space.train_imagenet import lr_factor
+from imagenet_fixture import make_imagenet
 from script_checks import expect_one_line_error, results
 
-CLASSES = ("n01440764", "n01443537", "n01484850")
 TINY = ["--init_channels", "8", "--layers", "3", "--batch_size", "4", "--epochs", "1",
         "--device", "cpu", "--report_freq", "1", "--auxiliary"]
-
-
-def make_imagenet(root, train_per_class=4, val_per_class=2, splits=("train", "val"), size=40):
-    rng = np.random.default_rng(0)
-    for split in splits:
-        count = train_per_class if split == "train" else val_per_class
-        for c, name in enumerate(CLASSES):
-            folder = Path(root) / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-                pixels[..., c] = 255  # a class colour: something to learn
-                Image.fromarray(pixels).save(folder / f"{name}_{i}.JPEG", quality=90)
-    return Path(root)
 
 
 @pytest.fixture(scope="module")
 def imagenet(tmp_path_factory):
     return make_imagenet(tmp_path_factory.mktemp("imagenet"))
-
 
 
 def one_line_error(capsys, argv):

@@ -1,0 +1,15 @@
+"""The DARTS-space search network of the direct ImageNet search (SPEC section 3).
+
+The search cells of model_search.py behind the ImageNet stems (a stride-2 3x3 conv to C/2,
+a stride-2 3x3 conv to C, then a stride-2 3x3 conv: 224 x 224 images reach the first cell
+at 28 x 28), C 48, 14 layers, reduction cells at layers 4 and 9, 1000 classes: the network
+the authors searched with on ImageNet (PC-DARTS's model_search_imagenet.py). Everything
+else (partial channels, the Dirichlet sample per forward, pruning and widening, the
+genotype) is model_search.Network's.
+"""
+from darts_space.model_search import Network as SearchNetwork
+
+
+class Network(SearchNetwork):
+    def __init__(self, C=48, num_classes=1000, layers=14, method="dirichlet", k=6, **kwargs):
+        super().__init__(C, num_classes, layers, method, k, stem="imagenet", **kwargs)
