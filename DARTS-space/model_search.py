@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.arch import ArchWeights
-from common.mixed_op import MixedOp, fresh_sum
+from common.mixed_op import MixedOp, fresh_sum, shared_relu
 from darts_space.genotypes import derive, genotype_to_json, num_edges
 from darts_space.operations import PRIMITIVES, FactorizedReduce, ReLUConvBN, search_op
 
@@ -51,13 +51,15 @@ class SearchCell(nn.Module):
 
     def forward(self, s0, s1, weights, kept, hard_choices=None):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        relus = [shared_relu(state) for state in states]  # ReLU(node) once for all edges leaving it
         offset = 0
         for _ in range(self.steps):
             states.append(fresh_sum(
                 self.edges[offset + j](h, weights[offset + j], kept[offset + j],
-                                       None if hard_choices is None else hard_choices[offset + j])
+                                       None if hard_choices is None else hard_choices[offset + j], relus[j])
                 for j, h in enumerate(states)
             ))
+            relus.append(shared_relu(states[-1]))
             offset += len(states) - 1
         return torch.cat(states[-self.multiplier:], dim=1)
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.mixed_op import AvgPool
+from common.mixed_op import AvgPool, scaled_batch_norm
 
 PRIMITIVES = (
     "max_pool_3x3",
@@ -48,6 +48,10 @@ class ReLUConvBN(nn.Module):
     def forward(self, x):
         return self.op(x)
 
+    def weighted_after_relu(self, relu_x, weight):
+        """weight * self(x) given ReLU(x) (common/mixed_op.py: the fused path of a mixed op)."""
+        return scaled_batch_norm(self.op[2], self.op[1](relu_x), weight)
+
 
 class DilConv(nn.Module):
     """ReLU, depthwise (dilated) convolution, pointwise convolution, BatchNorm."""
@@ -65,6 +69,14 @@ class DilConv(nn.Module):
     def forward(self, x):
         return self.op(x)
 
+    def after_relu(self, relu_x):
+        """self(x) given ReLU(x)."""
+        return self.op[3](self.op[2](self.op[1](relu_x)))
+
+    def weighted_after_relu(self, relu_x, weight):
+        """weight * self(x) given ReLU(x), the weight folded into the BatchNorm."""
+        return scaled_batch_norm(self.op[3], self.op[2](self.op[1](relu_x)), weight)
+
 
 class SepConv(nn.Module):
     """A separable convolution applied twice; the first one carries the stride."""
@@ -78,6 +90,10 @@ class SepConv(nn.Module):
 
     def forward(self, x):
         return self.op(x)
+
+    def weighted_after_relu(self, relu_x, weight):
+        """weight * self(x) given ReLU(x): the first ReLU shared, the weight in the last BatchNorm."""
+        return self.op[1].weighted_after_relu(F.relu(self.op[0].after_relu(relu_x)), weight)
 
 
 class Zero(nn.Module):

@@ -31,11 +31,12 @@ def build_parser(description=__doc__.splitlines()[0]):
     return p
 
 
-def run(args, dist=None):
-    """Search with parsed flags; `dist` (common.distributed.Dist): data parallel under torchrun."""
+def run(args, dist=None, space=SPACE):
+    """Search with parsed flags; `dist` (common.distributed.Dist): data parallel under torchrun;
+    `space`: this one, or the ImageNet search's (train_search_imagenet.py)."""
     if args.layers < 3:
         raise UserError(f"--layers must be at least 3 (two of them are reduction cells), got {args.layers}")
-    return search_script.run(args, search_script.stages_of(args, len(PRIMITIVES)), SPACE, dist)
+    return search_script.run(args, search_script.stages_of(args, len(PRIMITIVES)), space, dist)
 
 
 @exit_on_user_error

@@ -25,6 +25,7 @@ from common.distributed import distributed_main, global_to_local_batch
 from common.errors import UserError, exit_on_user_error
 from common.imagenet import BACKENDS, imagenet_search_loaders
 from common.run import PROJECT_ROOT
+from darts_space import train_search
 from darts_space.model_search_imagenet import Network
 from darts_space.operations import PRIMITIVES
 from darts_space.train_imagenet import WARMUP_ABOVE_BATCH, lr_factor
@@ -81,15 +82,13 @@ def build_parser(description=__doc__.splitlines()[0]):
 
 def run(args, dist=None):
     """Search with parsed flags; `dist` (common.distributed.Dist): data parallel under torchrun."""
-    if args.layers < 3:
-        raise UserError(f"--layers must be at least 3 (two of them are reduction cells), got {args.layers}")
     if args.image_size < 32:
         raise UserError(f"--image_size must be at least 32 (the stems divide it by 8), got {args.image_size}")
     if args.warmup_epochs < 0 or args.workers < 0:
         raise UserError("--warmup_epochs and --workers must be at least 0")
     if args.learning_rate <= 0:
         raise UserError(f"--learning_rate must be positive, got {args.learning_rate}")
-    return search_script.run(args, search_script.stages_of(args, len(PRIMITIVES)), SPACE, dist)
+    return train_search.run(args, dist, SPACE)
 
 
 @exit_on_user_error

@@ -391,18 +391,16 @@ def loader_images_per_second(loader, batches):
     """Images per second that `loader` delivers over `batches` batches (epochs restart as
     needed), after one untimed batch (worker start-up, decoder set-up); the clock is read
     once the device has finished the work queued for them."""
+    from common.data import cycle
+
     if batches < 1:
         raise ValueError(f"batches must be at least 1, got {batches}")
-
-    def forever():
-        while True:
-            yield from loader
 
     def synchronize(x):
         if x.is_cuda:
             torch.cuda.synchronize(x.device)
 
-    stream = forever()
+    stream = cycle(loader)
     x, _ = next(stream)
     synchronize(x)
     start, images = time.perf_counter(), 0

@@ -123,15 +123,16 @@ class AvgPool(nn.Module):
 
 
 def shared_relu(x):
-    """ReLU(x), computed on first use and then reused: a cell hands one to every edge leaving node x."""
-    cached = []
+    """ReLU of the first channels of `x`, computed on first use and then reused: a cell hands one
+    to every edge leaving node x, and every edge takes the same first C/k channels."""
+    cached = {}
 
-    def relu_x():
-        if not cached:
-            cached.append(F.relu(x))
-        return cached[0]
+    def relu_of_first(channels):
+        if channels not in cached:
+            cached[channels] = F.relu(x if channels == x.shape[1] else x[:, :channels])
+        return cached[channels]
 
-    return relu_x
+    return relu_of_first
 
 
 def channel_shuffle(x, groups):
@@ -246,7 +247,7 @@ class MixedOp(nn.Module):
         op = self.ops[index]
         fused = getattr(op, "weighted_after_relu", None)
         if fused is not None:
-            term = fused(relu_x(), weight)
+            term = fused(relu_x(x.shape[1]), weight)
             return term if out is None else out.add_(term)
         split = getattr(op, "term_and_factor", None)
         term, factor = split(x, weight) if split is not None else (op(x), weight)
@@ -254,7 +255,7 @@ class MixedOp(nn.Module):
 
     def forward(self, x, weights, kept, hard_choice=None, relu_x=None):
         """`weights`: this edge's row of mixing weights; `kept`: indices of live ops;
-        `relu_x`: a `shared_relu(x)` of the cell (used at k = 1, where the edge sees all of x).
+        `relu_x`: the cell's `shared_relu(x)` (default: one for this edge's ops only).
 
         `hard_choice` (GDAS) is the sampled op: only it is computed; the other live ops
         add their (zero-valued) weight so that they still receive a gradient, as the
@@ -263,8 +264,8 @@ class MixedOp(nn.Module):
         x_active, rest = self._split(x)
         if not fast_paths():
             return self._join(self._reference(x_active, weights, kept, hard_choice), rest)
-        if relu_x is None or rest is not None:
-            relu_x = shared_relu(x_active)  # shared by this edge's ops only
+        if relu_x is None:
+            relu_x = shared_relu(x_active)
         if hard_choice is not None:
             out = self._accumulate(None, hard_choice, x_active, relu_x, weights[hard_choice])
             others = [o for o in kept if o != hard_choice]

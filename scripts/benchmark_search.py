@@ -130,7 +130,7 @@ OPTION_SETS = [
 ]
 
 
-def run_rows(argv, drop, rows, paper_column=False):
+def run_rows(argv, drop, rows, paper_column=False, same_k=False):
     """Each configuration in a fresh process (so that peak RSS on a CPU is its own); prints a
     Markdown table. `rows`: (label, extra flags, paper MB or None)."""
     import subprocess
@@ -149,7 +149,8 @@ def run_rows(argv, drop, rows, paper_column=False):
             memory += f" ({row['peak_memory_mb'] - row['setup_rss_mb']:.0f} above set-up)"
         lines.append(f"| {label} | {row['median_step_s']:.3f} | {row['images_per_s']:.1f} | {memory} |"
                      + (f" {paper_mb or '-'} |" if paper_column else ""))
-    print(f"space {row['space']}, k {row['k']}, device {row['device']}, batch {row['batch_size']}, "
+    print(f"space {row['space']}, " + (f"k {row['k']}, " if same_k else "") +
+          f"device {row['device']}, batch {row['batch_size']}, "
           f"{row['threads']} threads, torch {row['torch']}"
           + (f", GPU {row['gpu']}" if "gpu" in row else f", setup RSS {row['setup_rss_mb']:.0f} MB"))
     print("\n".join(lines))
@@ -161,7 +162,7 @@ def memory_table(argv):
 
 
 def compare(argv):
-    run_rows(argv, "--compare", [(label, flags, None) for label, flags in OPTION_SETS])
+    run_rows(argv, "--compare", [(label, flags, None) for label, flags in OPTION_SETS], same_k=True)
 
 
 def loader_speed(args, device):

@@ -51,3 +51,33 @@ def load_script(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _rank(rank, world_size, port, out_dir, fn, args):
+    import torch
+    import torch.distributed as torch_dist
+
+    from common.distributed import Dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch_dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    dist = Dist(rank, world_size, rank, torch.device("cpu"))
+    try:
+        result = fn(dist, *args)
+    except RuntimeError as err:
+        result = {"error": str(err)}
+    dist.barrier()
+    dist.close()
+    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+
+
+def spawn_ranks(out_dir, fn, *args, world_size=2):
+    """`fn(dist, *args)` in `world_size` processes joined by gloo on the CPU; their results
+    (a RuntimeError becomes {"error": message}), rank by rank. `fn` must be a module-level function."""
+    import torch
+    import torch.multiprocessing as mp
+
+    Path(out_dir).mkdir(parents=True)
+    mp.spawn(_rank, args=(world_size, free_port(), str(out_dir), fn, args), nprocs=world_size, join=True)
+    return [torch.load(Path(out_dir) / f"rank{r}.pt", weights_only=True) for r in range(world_size)]

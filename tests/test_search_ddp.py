@@ -3,12 +3,8 @@ single-process step on the same global batch (weights and alpha), ranks that do 
 alpha's gradients are caught, and torchrun runs of the ImageNet search (both progressive
 stages, on generated JPEGs) and of the NAS-Bench-201 search (stopped and resumed) end with
 the same architecture parameters and masks on every rank."""
-import os
-from pathlib import Path
 
 import torch
-import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
@@ -17,7 +13,7 @@ from common.architect import Architect
 from common.distributed import Dist
 from common.search import arch_digest, check_ranks_agree, search_ddp, search_step
 from imagenet_fixture import make_imagenet
-from script_checks import free_port, results, torchrun
+from script_checks import results, spawn_ranks, torchrun
 
 
 class TinySearch(nn.Module):
@@ -70,22 +66,8 @@ def one_search_step(dist, average=True, method="darts"):
     return {"state": {k: v.clone() for k, v in model.state_dict().items()}, "agree": agree}
 
 
-def worker(rank, world_size, port, out_dir, average):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    torch_dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    dist = Dist(rank, world_size, rank, torch.device("cpu"))
-    result = one_search_step(dist, average)
-    dist.barrier()
-    dist.close()
-    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
-
-
 def spawn(tmp_path, average):
-    out = tmp_path / str(average)
-    out.mkdir()
-    mp.spawn(worker, args=(2, free_port(), str(out), average), nprocs=2, join=True)
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    return spawn_ranks(tmp_path / str(average), one_search_step, average)
 
 
 def test_one_ddp_search_step_equals_one_single_process_step(tmp_path):

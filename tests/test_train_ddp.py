@@ -1,20 +1,16 @@
 """DistributedDataParallel for DARTS-space/train.py on CPU (gloo): a torchrun run with two
 processes, the ranks' weights in sync after every step, one DDP step equal to one
 single-process step on the same global batch, sharding, and resume under DDP."""
-import os
-from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as torch_dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from common.data import DeviceLoader
 from common.distributed import Dist, ShardedLoader
 from common.train import evaluate, train_epoch
 import script_checks
-from script_checks import free_port, results
+from script_checks import results, spawn_ranks
 
 TINY = ["--dataset", "synthetic", "--init_channels", "4", "--layers", "3", "--data_limit", "64",
         "--batch_size", "16", "--epochs", "1", "--device", "cpu", "--report_freq", "2"]
@@ -134,25 +130,8 @@ def one_step(dist, sync=True):
             "model": {k: v.clone() for k, v in model.state_dict().items()}}
 
 
-def worker(rank, world_size, port, out_dir, sync):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    torch_dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    dist = Dist(rank, world_size, rank, torch.device("cpu"))
-    try:
-        result = one_step(dist, sync)
-    except RuntimeError as err:
-        result = {"error": str(err)}
-    dist.barrier()
-    dist.close()
-    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
-
-
 def spawn(tmp_path, sync):
-    out = tmp_path / ("sync" if sync else "nosync")
-    out.mkdir()
-    mp.spawn(worker, args=(2, free_port(), str(out), sync), nprocs=2, join=True)
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    return spawn_ranks(tmp_path / ("sync" if sync else "nosync"), one_step, sync)
 
 
 def test_one_ddp_step_equals_one_single_process_step(tmp_path):
