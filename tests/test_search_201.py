@@ -1,4 +1,5 @@
 """201-space/train_search.py end to end on CPU: results, resume, real data, bad input."""
+import math
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,24 @@ def test_channels_last_gives_the_same_search_as_contiguous(tmp_path):
     assert torch.allclose(fast, plain, rtol=0, atol=1e-5), (fast - plain).abs().max()
     a, b = results(tmp_path / "channels_last"), results(tmp_path / "contiguous")
     assert a["epochs"][0]["train_loss"] == pytest.approx(b["epochs"][0]["train_loss"], rel=1e-5)
+
+
+def test_amp_search_runs_in_bfloat16(tmp_path, monkeypatch):
+    """--amp: the forward passes of both steps run under bfloat16 autocast; the search goes on."""
+    import common.architect
+    import common.search
+
+    seen = []
+    for module in (common.search, common.architect):
+        real = module.autocast
+
+        def recording(device, amp, real=real):
+            seen.append(amp)
+            return real(device, amp)
+
+        monkeypatch.setattr(module, "autocast", recording)
+    search(tmp_path, "--epochs", "1", "--amp")
+    data = results(tmp_path)
+    assert data["args"]["amp"] is True and math.isfinite(data["epochs"][0]["train_loss"])
+    assert seen and all(seen)  # weight step, architecture step and evaluation
+    assert not torch.equal(final_alpha(tmp_path), torch.zeros_like(final_alpha(tmp_path)))

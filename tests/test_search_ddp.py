@@ -147,3 +147,14 @@ def test_201_search_two_processes_resumes_exactly(tmp_path):
     assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
     assert a["epochs"][-1]["arch_digests"] == b["epochs"][-1]["arch_digests"]
     assert len(set(a["epochs"][-1]["arch_digests"])) == 1
+
+
+def test_second_order_search_under_torchrun_keeps_the_ranks_together(tmp_path):
+    """--unrolled: each rank's hypergradient on its own shard, averaged before the Adam step."""
+    out = tmp_path / "run"
+    proc = torchrun("201-space/train_search.py",
+                    ["--dataset", "synthetic", "--data_limit", "64", "--batch_size", "16", "--init_channels", "4",
+                     "--num_cells", "1", "--epochs", "1", "--unrolled", "--device", "cpu", "--output_dir", str(out)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    digests = results(out)["epochs"][0]["arch_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
