@@ -39,11 +39,10 @@ def _grads(loss, params):
 
 
 class Architect:
-    def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, weight_decay=None, unrolled=False,
-                 dist=None, amp=False):
-        """`reg_type` l2: the anchor is Adam weight decay `reg_scale` on alpha (pulls beta to 1);
-        kl: `reg_scale * KL(Dir(beta) || Dir(1))` is added to the validation loss (paper eq. 2).
-        `weight_decay` overrides the Adam weight decay (the ImageNet search's arch wd)."""
+    def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, unrolled=False, dist=None, amp=False):
+        """`reg_type` l2: the anchor is Adam weight decay `reg_scale` on alpha (pulls beta to 1;
+        the ImageNet search's "arch weight decay 1e-3"); kl: `reg_scale * KL(Dir(beta) || Dir(1))`
+        is added to the validation loss (paper eq. 2)."""
         if reg_type not in REG_TYPES:
             raise ValueError(f"unknown reg_type {reg_type!r}; known: {', '.join(REG_TYPES)}")
         self.model = model
@@ -51,8 +50,7 @@ class Architect:
         self.reg_scale = reg_scale
         self.unrolled = unrolled
         self.dist, self.amp = dist, amp
-        if weight_decay is None:
-            weight_decay = reg_scale if reg_type == "l2" else 0.0
+        weight_decay = reg_scale if reg_type == "l2" else 0.0
         self.optimizer = optim.Adam(
             model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay
         )

@@ -104,19 +104,24 @@ class AvgPool(nn.Module):
             self._constants[key] = value
         return self._constants[key]
 
-    def term_and_factor(self, x, weight):
-        """(t, f) with t * f = weight * self(x): a mixed op multiplies them into its sum in one
-        pass, so that the division by the counts costs nothing extra."""
+    def _sums_and_scale(self, x):
+        """(t, s) with t * s = self(x); s is None where t is already the average."""
         if x.device.type != "cpu" or not fast_paths():
-            return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, count_include_pad=False), weight
+            return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, count_include_pad=False), None
         channels, height, width = x.shape[1:]
         sums = F.conv2d(x, self._constant("ones", (channels,), x), stride=self.stride,
                         padding=self.padding, groups=channels)
-        return sums, weight * self._constant("inverse_count", (height, width), x)
+        return sums, self._constant("inverse_count", (height, width), x)
+
+    def term_and_factor(self, x, weight):
+        """(t, f) with t * f = weight * self(x): a mixed op multiplies them into its sum in one
+        pass, so that the division by the counts costs nothing extra."""
+        term, scale = self._sums_and_scale(x)
+        return term, weight if scale is None else weight * scale
 
     def forward(self, x):
-        term, factor = self.term_and_factor(x, torch.ones((), dtype=x.dtype, device=x.device))
-        return term * factor
+        term, scale = self._sums_and_scale(x)
+        return term if scale is None else term * scale
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -216,14 +221,6 @@ class MixedOp(nn.Module):
         self.k = k_new
         return moved
 
-    def _reference(self, x, weights, kept, hard_choice):
-        """The literal sum (see `reference_computation`)."""
-        if hard_choice is not None:
-            out = weights[hard_choice] * self.ops[hard_choice](x)
-            others = [o for o in kept if o != hard_choice]
-            return out + weights[others].sum() if others else out
-        return functools.reduce(operator.add, (weights[o] * self.ops[o](x) for o in kept))
-
     def _unfused(self, index):
         return not hasattr(self.ops[index], "weighted_after_relu")
 
@@ -262,16 +259,20 @@ class MixedOp(nn.Module):
         GDAS implementation in NAS-Bench-201 does.
         """
         x_active, rest = self._split(x)
-        if not fast_paths():
-            return self._join(self._reference(x_active, weights, kept, hard_choice), rest)
-        if relu_x is None:
+        fast = fast_paths()
+        if fast and relu_x is None:
             relu_x = shared_relu(x_active)
         if hard_choice is not None:
-            out = self._accumulate(None, hard_choice, x_active, relu_x, weights[hard_choice])
+            if fast:
+                out = self._accumulate(None, hard_choice, x_active, relu_x, weights[hard_choice])
+            else:
+                out = weights[hard_choice] * self.ops[hard_choice](x_active)
             others = [o for o in kept if o != hard_choice]
             if others:
                 out = out + weights[others].sum()
             return self._join(out, rest)
+        if not fast:  # the literal sum (see `reference_computation`)
+            return self._join(functools.reduce(operator.add, (weights[o] * self.ops[o](x_active) for o in kept)), rest)
         # ops with a fused path first: their output starts the sum, the others add into it
         computed = sorted((o for o in kept if o not in self.zero_ops), key=self._unfused)
         if not computed:  # only `none` left: a zero output of the right shape

@@ -19,9 +19,9 @@ from torch import nn
 
 from common.arch import METHODS
 from common.checkpoint import CHECKPOINT_NAME, loop_state, restore_loop_state, save_checkpoint
+from common.distributed import check_sync_enabled, wrap_ddp
 from common.errors import UserError
 from common.progressive import prune_and_widen
-from common.distributed import check_sync_enabled, wrap_ddp
 from common.run import Progress, autocast
 
 

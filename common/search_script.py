@@ -191,8 +191,7 @@ def build_search(args, stages, device, space, benchmark=None, k=None, masks=None
     if METHODS[args.method].uses_tau:  # SNAS, GDAS: annealed linearly over all epochs
         tau = functools.partial(annealed_tau, epochs=total_epochs, tau_max=args.tau_max, tau_min=args.tau_min)
     architect = Architect(model, lr=args.arch_learning_rate, reg_type=args.reg_type, reg_scale=args.reg_scale,
-                          unrolled=args.unrolled,
-                          dist=dist, amp=args.amp)
+                          unrolled=args.unrolled, dist=dist, amp=args.amp)
     return SearchParts(
         model=model, architect=architect, weight_optimizer=weight_optimizer,
         scheduler=scheduler, train_loader=train, arch_loader=arch, valid_loader=valid,
@@ -206,7 +205,10 @@ def prepare_run(args, default_dir, dist=None):
     """(device, checkpoint or None, output folder), seeded: --resume continues in the run's own
     folder with the checkpoint's settings; `default_dir()` names a new run's folder. Under
     torchrun (`dist` distributed) the device is cuda:LOCAL_RANK (or the CPU) and every rank
-    takes rank 0's folder name (names carry a time stamp)."""
+    takes rank 0's folder name (names carry a time stamp). One line, before anything is
+    written, when the global batch does not divide among the ranks or --amp has no bfloat16."""
+    if dist is not None:
+        global_to_local_batch(args.batch_size, dist)
     device = resolve_device(args.device)
     checkpoint = None
     if args.resume:
@@ -218,6 +220,8 @@ def prepare_run(args, default_dir, dist=None):
     if dist is not None and dist.distributed:
         device = dist.device
         out_dir = Path(dist.all_gather_objects(str(out_dir))[0])
+    if args.amp:
+        check_amp(device)
     seed_everything(args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -235,12 +239,8 @@ def run(args, stages, space, dist=None):
     """A search (plain or progressive) with parsed flags; returns the final genotype.
     `dist` (common.distributed.Dist): data parallel over torchrun's processes."""
     check_args(args, stages)
-    if dist is not None:
-        global_to_local_batch(args.batch_size, dist)  # one line when it does not divide
     device, checkpoint, out_dir = prepare_run(
         args, lambda: default_output_dir(space.name, args.dataset, args.save, args.seed), dist)
-    if args.amp:
-        check_amp(device)
 
     run = open_run(out_dir, args, device, dist, results=checkpoint["results"] if checkpoint else None)
     try:

@@ -29,7 +29,7 @@ from torch import nn
 
 from common.checkpoint import CHECKPOINT_NAME, loop_state, restore_loop_state, save_checkpoint
 from common.distributed import check_sync_enabled, wrap_ddp
-from common.run import Progress, autocast, check_amp
+from common.run import Progress, autocast
 from common.search import Meter, divergence_check
 
 
@@ -209,14 +209,11 @@ def train_from_flags(args, dist, *, genotype, genotype_record, build_parts, defa
     (resume, output folder, seed), build the parts (`build_parts(args, genotype, device, dist)`),
     log the network (`count_params(model)` in millions), train. Only rank 0 writes; returns the
     results dict."""
-    from common.distributed import global_to_local_batch, init_distributed
+    from common.distributed import init_distributed
     from common.search_script import open_run, prepare_run
 
     dist = dist or init_distributed(args.device)
-    global_to_local_batch(args.batch_size, dist)  # one-line error when it does not divide
-    device, checkpoint, out_dir = prepare_run(args, default_dir, dist)
-    if args.amp:
-        check_amp(device)
+    device, checkpoint, out_dir = prepare_run(args, default_dir, dist)  # checks batch and --amp
     parts = build_parts(args, genotype, device, dist)  # data errors before the output folder exists
     parts.amp = args.amp
 

@@ -32,12 +32,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+# ImageFolder's own extensions (it compares them lower-case): the loader sees the same files
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 
 VERSION = 1
-# torchvision's ImageFolder extensions (compared lower-case), so the loader sees the same files.
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 LAYOUT = "SOURCE/<class>/*.JPEG (the ImageNet training folder with one sub-folder per class)"
 SPLITS = ("train", "val")
 MANIFEST = "manifest.json"

@@ -122,7 +122,9 @@ def test_amp_trains_in_bfloat16_and_is_refused_where_bfloat16_is_missing(tmp_pat
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Old GPU")
+    from common.run import check_amp
+
     with pytest.raises(UserError) as err:
-        loop.check_amp(torch.device("cuda"))
+        check_amp(torch.device("cuda"))
     assert "--amp" in str(err.value) and "Old GPU" in str(err.value) and "\n" not in str(err.value)
-    loop.check_amp(torch.device("cpu"))  # CPUs autocast to bfloat16
+    check_amp(torch.device("cpu"))  # CPUs autocast to bfloat16
