@@ -5,7 +5,9 @@ inputs 0 and 1), two `(op, input state)` pairs, and the states concatenated into
 output. All genotypes here use lists (never `range`), so a genotype read back from JSON
 compares equal to the original.
 
-Derivation rule (`derive`, DARTS section 2.4 / DrNAS eq. 4), for each intermediate node:
+Derivation rule (`derive`, DARTS section 2.4 / DrNAS eq. 4), given one weight per edge and op
+(the search network passes softmax(alpha) over the kept ops, as the authors' genotype() does,
+or with `--derive mean` the Dirichlet mean), for each intermediate node:
   * on every incoming edge, the candidate ops are those whose weight is not exactly 0 (0
     marks an op pruned by progressive learning) and whose name is not `none`; the edge's
     op is the candidate with the largest weight, ties going to the lower op index (the

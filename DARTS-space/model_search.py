@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.arch import ArchWeights
+from common.arch import DERIVE_RULES, ArchWeights
 from common.mixed_op import MixedOp, fresh_sum, shared_relu
 from darts_space.genotypes import derive, genotype_to_json, num_edges
 from darts_space.operations import PRIMITIVES, FactorizedReduce, ReLUConvBN, search_op
@@ -68,11 +68,14 @@ class Network(nn.Module):
     """DARTS-space search network; `arch` holds the 'normal' and 'reduce' ArchWeights."""
 
     def __init__(self, C=36, num_classes=10, layers=20, method="dirichlet", k=1, steps=4, multiplier=4,
-                 stem_multiplier=3, stem="cifar"):
+                 stem_multiplier=3, stem="cifar", derive="softmax"):
         super().__init__()
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; known: {', '.join(STEMS)}")
+        if derive not in DERIVE_RULES:
+            raise ValueError(f"unknown derivation rule {derive!r}; known: {', '.join(DERIVE_RULES)}")
         self.steps, self.multiplier = steps, multiplier
+        self.derive = derive  # what genotype() ranks ops and edges by (common.arch.DERIVE_RULES)
         if stem == "cifar":
             c_stem = stem_multiplier * C
             self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
@@ -143,8 +146,10 @@ class Network(nn.Module):
         return sum(self.arch[name].anchor_kl() for name in CELL_TYPES)
 
     def genotype(self):
-        """The derived cells (expected weights, strongest 2 edges per node) as a JSON-able dict."""
-        return self.genotype_from({name: self.arch[name].mean() for name in CELL_TYPES})
+        """The derived cells as a JSON-able dict: per node the 2 edges whose best op weighs most,
+        by softmax of alpha over the kept ops (the authors' genotype(), `derive="softmax"`) or by
+        the expected mixing weights (`derive="mean"`, the Dirichlet mean for DrNAS)."""
+        return self.genotype_from({name: self.arch[name].derivation_weights(self.derive) for name in CELL_TYPES})
 
     def genotype_from(self, weights):
         """The genotype dict given mixing weights {'normal': edges x ops, 'reduce': edges x ops}."""

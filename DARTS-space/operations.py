@@ -14,8 +14,9 @@ across the two phases; widened weights are an initialisation, as the newly activ
 channels of a partial-channel edge are new data anyway.) Unlike DARTS' version it also
 accepts odd spatial sizes (the odd phase is zero-padded at the bottom/right).
 
-`PRIMITIVES` are the 7 candidates of DrNAS's DARTS space (no `none`). In the search network
-the pools are followed by a BatchNorm without affine parameters: `search_op` builds that.
+`PRIMITIVES` are the 7 candidates of DrNAS's DARTS space (no `none`). Both pools are followed
+by a BatchNorm without affine parameters (`PoolBN`), in the search network and in the evaluation
+networks alike: the authors' op table has them so, and their model.py builds its cells from it.
 """
 import torch
 import torch.nn.functional as F
@@ -96,6 +97,17 @@ class SepConv(nn.Module):
         return self.op[1].weighted_after_relu(F.relu(self.op[0].after_relu(relu_x)), weight)
 
 
+class PoolBN(nn.Sequential):
+    """A 3x3 pool followed by BatchNorm without affine parameters (no weights, only statistics)."""
+
+    def __init__(self, pool, C):
+        super().__init__(pool, nn.BatchNorm2d(C, affine=False))
+
+    def weighted(self, x, weight):
+        """weight * self(x), the weight folded into the BatchNorm (common/mixed_op.py)."""
+        return scaled_batch_norm(self[1], self[0](x), weight)
+
+
 class Zero(nn.Module):
     """The `none` op: zeros, spatially subsampled by the stride."""
 
@@ -146,8 +158,8 @@ def _conv_7x1_1x7(C, stride, affine):
 # candidates; they are here because the NASNet and AmoebaNet genotypes use them.
 OPS = {
     "none": lambda C, stride, affine: Zero(stride),
-    "avg_pool_3x3": lambda C, stride, affine: AvgPool(3, stride=stride, padding=1),
-    "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "avg_pool_3x3": lambda C, stride, affine: PoolBN(AvgPool(3, stride=stride, padding=1), C),
+    "max_pool_3x3": lambda C, stride, affine: PoolBN(nn.MaxPool2d(3, stride=stride, padding=1), C),
     "skip_connect": _skip,
     "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
     "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine),
@@ -159,14 +171,10 @@ OPS = {
 
 
 def search_op(name, C, stride=1):
-    """A candidate op of a search cell: BatchNorm without affine parameters, and pools
-    followed by such a BatchNorm (as in the DARTS / PC-DARTS / DrNAS search networks).
+    """A candidate op of a search cell: every BatchNorm without affine parameters.
 
     `functools.partial(search_op, stride=s)` is the `make_op(name, channels)` of a
     `common.mixed_op.MixedOp`."""
     if name not in OPS:
         raise ValueError(f"unknown DARTS-space op {name!r}; known: {', '.join(OPS)}")
-    op = OPS[name](C, stride, False)
-    if "pool" in name:
-        op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
-    return op
+    return OPS[name](C, stride, False)

@@ -10,6 +10,7 @@ genotype of every epoch and the final one as plain lists, which `train.py --arch
 The flags, the loop and the run plumbing live in common/; this script declares the space.
 """
 from common import search_script
+from common.arch import DERIVE_RULES
 from common.distributed import distributed_main
 from common.errors import UserError, exit_on_user_error
 from darts_space.model_search import Network
@@ -17,15 +18,23 @@ from darts_space.operations import PRIMITIVES
 
 
 def build_network(args, num_classes, k):
-    return Network(args.init_channels, num_classes, args.layers, args.method, k)
+    return Network(args.init_channels, num_classes, args.layers, args.method, k, derive=args.derive)
 
 
 SPACE = search_script.Space("DARTS-space", len(PRIMITIVES), build_network)
 
 
+def add_darts_flags(p, layers):
+    """The flags of a DARTS-space search network."""
+    p.add_argument("--layers", type=int, default=layers, help="cells in the search network")
+    p.add_argument("--derive", default="softmax", choices=DERIVE_RULES,
+                   help="what the genotype ranks ops and edges by: softmax of alpha over the kept ops "
+                        "(the authors' genotype()) or the mean of the mixing weights (Dirichlet mean)")
+
+
 def build_parser(description=__doc__.splitlines()[0]):
     p = search_script.build_parser(description, progressive=True)
-    p.add_argument("--layers", type=int, default=20, help="cells in the search network")
+    add_darts_flags(p, layers=20)
     p.set_defaults(learning_rate=0.1, learning_rate_min=0.0, init_channels=36, arch_learning_rate=6e-4,
                    ks=[6, 4], num_keeps=[7, 4], train_epochs=[25, 25], arch_start_epoch=10)
     return p

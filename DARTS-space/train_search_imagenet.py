@@ -16,23 +16,19 @@ architecture half evaluated in the last 3 epochs only (`--valid_from_epoch 47`, 
 authors' script does). Under torchrun the search runs in DistributedDataParallel (the
 authors used DataParallel): see common/search.py.
 """
-import functools
-
-import torch
-
 from common import search_script
 from common.distributed import distributed_main, global_to_local_batch
 from common.errors import UserError, exit_on_user_error
 from common.imagenet import BACKENDS, imagenet_search_loaders
 from common.run import PROJECT_ROOT
+from common.schedule import WARMUP_ABOVE_BATCH, warmup_epochs_for
 from darts_space import train_search
 from darts_space.model_search_imagenet import Network
 from darts_space.operations import PRIMITIVES
-from darts_space.train_imagenet import WARMUP_ABOVE_BATCH, lr_factor
 
 
 def build_network(args, num_classes, k):
-    return Network(args.init_channels, num_classes, args.layers, args.method, k)
+    return Network(args.init_channels, num_classes, args.layers, args.method, k, derive=args.derive)
 
 
 def build_loaders(args, device, dist):
@@ -46,12 +42,11 @@ def build_loaders(args, device, dist):
     return num_classes, train, arch, valid
 
 
-def build_scheduler(args, optimizer, total_epochs):
-    """Warm-up then cosine over all stages (the authors' loop: lr * (epoch + 1) / 5 for the first
-    5 epochs when the batch exceeds 256, the cosine schedule afterwards)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
-        lr_factor, epochs=total_epochs, scheduler="cosine", warmup_epochs=args.warmup_epochs,
-        batch_size=args.batch_size, floor=args.learning_rate_min / args.learning_rate))
+def build_scheduler(args, optimizer, stages):
+    """Warm-up, then the cosine of every stage (the authors' loop sets lr * (epoch + 1) / 5 for the
+    first 5 epochs when the batch exceeds 256; their cosine scheduler continues from there)."""
+    return search_script.stage_schedule(args, optimizer, stages,
+                                        warmup_epochs_for(args.batch_size, args.warmup_epochs))
 
 
 SPACE = search_script.Space("DARTS-space", len(PRIMITIVES), build_network,
@@ -60,7 +55,7 @@ SPACE = search_script.Space("DARTS-space", len(PRIMITIVES), build_network,
 
 def build_parser(description=__doc__.splitlines()[0]):
     p = search_script.build_parser(description, progressive=True, datasets=("imagenet",))
-    p.add_argument("--layers", type=int, default=14, help="cells in the search network")
+    train_search.add_darts_flags(p, layers=14)
     p.add_argument("--image_size", type=int, default=224, help="side of the random crops")
     p.add_argument("--warmup_epochs", type=int, default=5,
                    help=f"linear warm-up epochs, only when --batch_size > {WARMUP_ABOVE_BATCH}")
@@ -71,7 +66,7 @@ def build_parser(description=__doc__.splitlines()[0]):
     p.set_defaults(data=str(PROJECT_ROOT / "data" / "imagenet_search"), batch_size=512, learning_rate=0.5,
                    learning_rate_min=0.0, weight_decay=3e-4, init_channels=48, arch_learning_rate=6e-3,
                    reg_scale=1e-3, ks=[6, 3], num_keeps=[7, 4], train_epochs=[25, 25], arch_start_epoch=10,
-                   valid_from_epoch=47)
+                   valid_from_epoch=47, seed=0, arch_grad_clip=5.0)
     for action in p._actions:
         if action.dest == "data":
             action.help = "the sampled ImageNet folder (train/<class>/, val/<class>/) of scripts/sample_imagenet.py"

@@ -11,6 +11,7 @@ host-side list of kept operations per edge: the weights are drawn over the kept
 operations only and scattered into a zero tensor, so a pruned operation has weight
 exactly 0 and the model never has to read a device tensor to know it may skip it.
 """
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -71,10 +72,13 @@ METHODS = {
 
 
 def annealed_tau(epoch, epochs, tau_max=10.0, tau_min=1.0):
-    """Gumbel temperature, linear from tau_max at the first epoch to tau_min at the last."""
-    if epochs <= 1:
-        return tau_max
-    return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)
+    """Gumbel temperature of `epoch` (0-based): the authors' linear steps of
+    (tau_max - tau_min) / epochs, so the last epoch runs at tau_min + (tau_max - tau_min) / epochs
+    (1.09 for 10 -> 1 over 100 epochs), not at tau_min."""
+    return tau_max - (tau_max - tau_min) * epoch / epochs
+
+
+DERIVE_RULES = ("softmax", "mean")  # what a DARTS-space genotype ranks ops and edges by
 
 
 class ArchWeights(nn.Module):
@@ -92,6 +96,7 @@ class ArchWeights(nn.Module):
         self.num_ops = num_ops
         self.alpha = nn.Parameter(init_scale * torch.randn(num_edges, num_ops))
         self.tau = 1.0
+        self.expected = False  # within `using_mean()`: sample() returns the expected weights
         self.kept = [list(range(num_ops)) for _ in range(num_edges)]
         self.register_buffer("kept_index", self._index_of(self.kept), persistent=False)
 
@@ -118,9 +123,22 @@ class ArchWeights(nn.Module):
         return self.alpha if not self.pruned else self.alpha.gather(1, self.kept_index)
 
     def sample(self):
-        """One draw of the mixing weights of every edge, in a single batched call."""
+        """One draw of the mixing weights of every edge, in a single batched call (the expected
+        weights, with gradient, within `using_mean()`)."""
         method = METHODS[self.method]
+        if self.expected:
+            return self._scatter(method.mean(self.kept_alpha()))
         return self._scatter(method.sample(self.kept_alpha(), self.tau))
+
+    @contextlib.contextmanager
+    def using_mean(self):
+        """Within, every forward mixes with the expected weights (Dirichlet mean, softmax): a
+        deterministic, twice-differentiable loss, for the sharpness diagnostic."""
+        previous, self.expected = self.expected, True
+        try:
+            yield self
+        finally:
+            self.expected = previous
 
     @torch.no_grad()
     def sample_many(self, count):
@@ -137,9 +155,17 @@ class ArchWeights(nn.Module):
         with torch.no_grad():
             return self._scatter(METHODS[self.method].mean(self.kept_alpha()))
 
-    def best_ops(self):
-        """Index of the strongest op on every edge (paper eq. 4: argmax of the mean)."""
-        return self.mean().argmax(-1).tolist()
+    def derivation_weights(self, rule="softmax"):
+        """The weights a genotype is read from, no gradient: `softmax` of alpha over the kept ops
+        (pruned ops 0), what the authors' genotype() ranks by for every method; `mean`, the
+        method's expected weights (the Dirichlet mean beta / sum(beta) for DrNAS, paper eq. 4).
+        Both give every edge the same best op; the ranking across edges differs."""
+        if rule == "mean":
+            return self.mean()
+        if rule != "softmax":
+            raise ValueError(f"unknown derivation rule {rule!r}; known: {', '.join(DERIVE_RULES)}")
+        with torch.no_grad():
+            return self._scatter(F.softmax(self.kept_alpha(), dim=-1))
 
     def hard_choices(self, weights):
         """For GDAS, the sampled op of every edge (one host read per forward), else None."""
@@ -148,19 +174,26 @@ class ArchWeights(nn.Module):
         return weights.argmax(-1).tolist()
 
     def anchor_kl(self):
-        """sum over edges of KL(Dir(beta) || Dir(1)): the `--reg_type kl` anchor (paper eq. 2)."""
-        beta = concentration(self.kept_alpha())
+        """sum over edges of KL(Dir(beta) || Dir(1)): the `--reg_type kl` anchor (paper eq. 2).
+
+        As the authors' code computes it, over the whole alpha vector of every edge, pruned ops
+        included (their alpha is set to 0 when they are pruned, beta = 1) against Dir(1) over
+        all ops, also after pruning."""
+        beta = concentration(self.alpha)
         anchor = Dirichlet(torch.ones_like(beta), validate_args=False)
         return kl_divergence(Dirichlet(beta, validate_args=False), anchor).sum()
 
     @torch.no_grad()
     def prune(self, num_keep):
-        """Keep the `num_keep` ops with the largest alpha on every edge (paper section 2.3)."""
+        """Keep the `num_keep` ops with the largest alpha on every edge (paper section 2.3); the
+        alpha of every pruned op is set to 0, as the authors' prune() does."""
         if num_keep is None or num_keep >= len(self.kept[0]):
             return
         masked = torch.full_like(self.alpha, float("-inf"))
         masked.scatter_(1, self.kept_index, self.kept_alpha())
         top = masked.topk(num_keep, dim=-1).indices.sort(-1).values
+        keep = torch.zeros_like(self.alpha, dtype=torch.bool).scatter_(1, top, True)
+        self.alpha.masked_fill_(~keep, 0.0)
         self.set_kept(top.tolist())
 
     def set_kept(self, kept):

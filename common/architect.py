@@ -10,7 +10,8 @@ computed them and threw them away).
 Second order (`--unrolled`, DARTS eq. 6-8): the gradient at the weights after one
 virtual SGD step w' = w - lr * (momentum * buf + dL_train/dw + wd * w),
     dL_val(w', a)/da - lr * d2L_train(w, a)/da dw . dL_val(w', a)/dw',
-the Hessian-vector product by central finite differences with r = 0.01 / ||v||.
+the Hessian-vector product by central finite differences with r = 0.01 / ||v||, both passes
+drawing the same mixing weights.
 Data parallel (torchrun): given a distributed `dist`, the architecture gradients are
 averaged over the ranks before every Adam step, so every rank keeps the same alpha. With
 `--unrolled` each rank computes the second-order gradient on its own shard (its virtual
@@ -26,6 +27,7 @@ can never disagree with the model it stands for.
 import torch
 from torch import optim
 
+from common import rng
 from common.distributed import average_gradients
 from common.run import autocast
 
@@ -39,17 +41,19 @@ def _grads(loss, params):
 
 
 class Architect:
-    def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, unrolled=False, dist=None, amp=False):
+    def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, unrolled=False, dist=None, amp=False,
+                 grad_clip=None):
         """`reg_type` l2: the anchor is Adam weight decay `reg_scale` on alpha (pulls beta to 1;
         the ImageNet search's "arch weight decay 1e-3"); kl: `reg_scale * KL(Dir(beta) || Dir(1))`
-        is added to the validation loss (paper eq. 2)."""
+        is added to the validation loss (paper eq. 2). `grad_clip`: the norm the architecture
+        gradient is clipped to before each Adam step (the authors' ImageNet search), or None."""
         if reg_type not in REG_TYPES:
             raise ValueError(f"unknown reg_type {reg_type!r}; known: {', '.join(REG_TYPES)}")
         self.model = model
         self.reg_type = reg_type
         self.reg_scale = reg_scale
         self.unrolled = unrolled
-        self.dist, self.amp = dist, amp
+        self.dist, self.amp, self.grad_clip = dist, amp, grad_clip
         weight_decay = reg_scale if reg_type == "l2" else 0.0
         self.optimizer = optim.Adam(
             model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay
@@ -78,6 +82,8 @@ class Architect:
         average_gradients(grads, self.dist)
         for alpha, grad in zip(alphas, grads):
             alpha.grad = grad
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(alphas, self.grad_clip)
         self.optimizer.step()
         return loss.detach()
 
@@ -107,17 +113,22 @@ class Architect:
         return loss, [g - lr * h for g, h in zip(alpha_grads, hessian_vector)]
 
     def hessian_vector_product(self, vector, x, y, saved_weights=None, r=1e-2):
-        """d2 L_train / da dw . vector by central differences (DARTS eq. 8)."""
+        """d2 L_train / da dw . vector by central differences (DARTS eq. 8).
+
+        Both passes (+R and -R) draw the same mixing weights (the random streams are replayed):
+        with independent draws the sampling noise, divided by 2R, would swamp the product."""
         model = self.model
         weights, alphas = model.weights(), model.arch_parameters()
         if saved_weights is None:
             saved_weights = [w.detach().clone() for w in weights]
         radius = r / torch.cat([v.flatten() for v in vector]).norm()  # a device scalar: no sync
+        draws = rng.capture(alphas[0].device)
         sides = []
         for sign in (1.0, -1.0):
             with torch.no_grad():
                 for w, w0, v in zip(weights, saved_weights, vector):
                     w.copy_(w0 + sign * radius * v)
+            rng.replay(draws)
             sides.append(_grads(self.loss(x, y), alphas))
         with torch.no_grad():
             for w, w0 in zip(weights, saved_weights):

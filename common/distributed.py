@@ -157,9 +157,13 @@ class ShardedLoader:
 
     `loader` holds the whole set with `batch_size` = the GLOBAL batch; its generator drives
     this rank's augmentation. Step i takes global batch i of a permutation shared by all ranks
-    and keeps its positions rank::world_size. A training loader drops a last global batch
-    that would leave a rank fewer than 2 images (BatchNorm needs 2); an evaluation loader
-    keeps every image (a rank may get an empty last batch, which it skips)."""
+    and keeps its positions rank::world_size. A shuffled loader follows DistributedSampler's
+    convention (drop_last=False): the permutation is padded by repeating its first images until
+    its length divides among the ranks, so every rank takes the same number of images and the
+    epoch ends with a partial batch; only a last batch of one image per rank is dropped
+    (BatchNorm after a 1x1 map needs 2). A loader with `drop_last` keeps full global batches
+    only. An evaluation loader keeps every image once (a rank may get an empty last batch,
+    which it skips)."""
 
     def __init__(self, loader, rank, world_size, seed):
         self.loader, self.rank, self.world_size, self.seed = loader, int(rank), int(world_size), int(seed)
@@ -174,19 +178,26 @@ class ShardedLoader:
     def num_images(self):
         return self.loader.num_images
 
+    def _padded_count(self):
+        n = self.loader.num_images
+        if not self.loader.shuffle or self.loader.drop_last:
+            return n
+        return -(-n // self.world_size) * self.world_size
+
     def __len__(self):
-        n, b = self.loader.num_images, self.batch_size
-        full, last = divmod(n, b)
-        if last and not self.loader.drop_last and (not self.loader.shuffle or last >= 2 * self.world_size):
-            return full + 1
-        return full
+        full, last = divmod(self._padded_count(), self.batch_size)
+        if self.loader.drop_last or not last or (self.loader.shuffle and last == self.world_size):
+            return full
+        return full + 1
 
     def _order(self):
         """This pass's order of the whole set, the same on every rank."""
         if not self.loader.shuffle:
             return torch.arange(self.loader.num_images, device=self.loader.device)
         self.permutation.manual_seed(self._stream_seed(0))
-        return torch.randperm(self.loader.num_images, generator=self.permutation, device=self.loader.device)
+        order = torch.randperm(self.loader.num_images, generator=self.permutation, device=self.loader.device)
+        padded = self._padded_count()
+        return order.repeat(-(-padded // len(order)))[:padded]
 
     def _stream_seed(self, offset):
         # (epoch, pass within the epoch): a loader cycled within an epoch (the search's

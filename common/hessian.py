@@ -1,39 +1,37 @@
-"""Sharpness of the architecture landscape: the dominant eigenvalue of the Hessian of the
+"""Sharpness of the architecture landscape: the largest eigenvalue of the Hessian of the
 validation loss with respect to the architecture parameters (DrNAS section 2.4, figures
-4-5; the diagnostic comes from Zela et al. 2020, "Understanding and robustifying
-differentiable architecture search", where a growing dominant eigenvalue signals that
-DARTS is heading to a degenerate architecture).
+4-5, after Zela et al. 2020, "Understanding and robustifying differentiable architecture
+search", where a growing largest eigenvalue signals that DARTS is heading to a degenerate
+architecture).
 
-The eigenvalue is found by power iteration on EXACT Hessian-vector products (double
-backward: d/da (dL/da . v)), never by finite differences, over a FIXED set of validation
-batches.
+The eigenvalues come from Lanczos iterations (`extreme_eigenvalues`) on EXACT
+Hessian-vector products (double backward: d/da (dL/da . v)) over a FIXED set of validation
+batches. Lanczos gives both ends of the spectrum at once: the largest ALGEBRAIC eigenvalue,
+what the figures plot, and beside it the one of largest magnitude, which a negative
+eigenvalue can own (a power iteration would return that one).
 
-Stochastic mixing weights. A DrNAS (or SNAS/GDAS) forward pass draws fresh mixing
-weights, and the Hessian of a stochastic loss is not defined. `arch_hessian_eigenvalue`
-therefore forks the global RNG and re-seeds it to the same value before every pass, so
-that every Hessian-vector product differentiates the same function (same samples), and
-the caller's RNG stream is left exactly as it was: a search is bit-reproducible whether
-the diagnostic runs or not.
+Stochastic mixing weights. A DrNAS (or SNAS/GDAS) forward pass draws fresh mixing weights,
+and the Hessian of a stochastic loss is not defined. With `weights="sample"` the global RNG
+is forked and re-seeded to the same value before every pass, so that every product
+differentiates the same function (same draws), and the caller's stream is left as it was.
 
-The Dirichlet caveat. PyTorch's `Dirichlet.rsample` has a `@once_differentiable`
-backward: in a double backward the curvature that flows through the sample is not an
-error, it is silently DROPPED (the autograd engine never reaches the node that would
-raise), leaving only the ELU term of `beta = ELU(alpha) + 1`. A Hessian-vector product
-through a fixed Dirichlet sample is thus not available, and `hessian_vector_product`
-refuses such graphs instead of returning a wrong number. For DrNAS use
-`arch_hessian_eigenvalue(..., weights="mean")`: the Hessian of the loss at the expected
-mixing weights (the Dirichlet mean `beta / sum(beta)`; for DARTS this is the softmax, i.e.
-exactly the DARTS loss), which is deterministic and twice differentiable.
+The Dirichlet caveat. PyTorch's `Dirichlet.rsample` has a `@once_differentiable` backward:
+in a double backward the curvature that flows through the sample is not an error, it is
+silently DROPPED (the autograd engine never reaches the node that would raise), leaving only
+the ELU term of `beta = ELU(alpha) + 1`. `hessian_vector_product` refuses such graphs. For
+DrNAS use `weights="mean"`: the Hessian at the expected mixing weights (the Dirichlet mean;
+for DARTS the softmax, exactly the DARTS loss), deterministic and twice differentiable.
 """
 from __future__ import annotations
 
 import contextlib
-import math
+import time
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
-
-from common.arch import METHODS
+from scipy.linalg import eigh_tridiagonal
 
 WEIGHT_MODES = ("sample", "mean")
 
@@ -66,7 +64,7 @@ def _hvp_from_loss(loss, params, vector, check=True):
             "the loss is not twice differentiable with respect to the parameters: its graph "
             "holds a @once_differentiable backward (e.g. torch.distributions.Dirichlet.rsample), "
             "whose second-order terms autograd would silently drop. For a DrNAS model use "
-            "arch_hessian_eigenvalue(..., weights='mean')."
+            "arch_hessian_eigenvalues(..., weights='mean')."
         )
     dot = sum((g * v).sum() for g, v in zip(grads, vector) if g is not None and g.requires_grad)
     if not torch.is_tensor(dot):  # the gradient does not depend on params: H = 0
@@ -87,60 +85,60 @@ def hessian_vector_product(loss_fn: Callable[[], torch.Tensor], params: Sequence
     return _hvp_from_loss(loss_fn(), params, list(vector), check)
 
 
-def _dot(xs, ys):
-    return sum((x * y).sum() for x, y in zip(xs, ys))
+@dataclass(frozen=True)
+class Eigenvalues:
+    largest: float  # the largest algebraic eigenvalue (the figures' "dominant eigenvalue")
+    largest_magnitude: float  # signed: the eigenvalue of largest |value|
+    products: int  # Hessian-vector products spent
 
 
-def _power_iteration(hvp, start, iters, tol):
-    """Power iteration on the linear map `hvp`; returns the Rayleigh quotient as a float.
-
-    Stops when the relative change of the estimate falls below `tol` (at least 2 products).
-    """
-    norm = math.sqrt(float(_dot(start, start)))
-    v = [s / norm for s in start]
-    eigenvalue = None
-    for _ in range(iters):
-        hv = hvp(v)
-        estimate = float(_dot(v, hv))  # Rayleigh quotient v^T H v, ||v|| = 1
-        hv_norm = math.sqrt(float(_dot(hv, hv)))
-        if hv_norm == 0.0:  # v lies in the null space (e.g. H = 0)
-            return estimate
-        converged = eigenvalue is not None and abs(estimate - eigenvalue) <= tol * max(abs(estimate), 1e-12)
-        eigenvalue = estimate
-        if converged:
-            break
-        v = [h / hv_norm for h in hv]
-    return eigenvalue
-
-
-def _start_vector(params, seed, generator):
-    if generator is None:
-        generator = torch.Generator().manual_seed(seed)
-    # Drawn on the CPU with a private generator: the same start on any device, and the
-    # global RNG is not consumed.
-    return [torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device) for p in params]
+def _lanczos(matvec, start, tol, max_steps):
+    """Extreme Ritz values of a symmetric map: Lanczos with full reorthogonalisation, stopped
+    when the residual bound |beta_m s_m| of both end values falls below tol * max |Ritz|."""
+    basis = [start / np.linalg.norm(start)]
+    diagonal, off_diagonal = [], []
+    while True:
+        w = matvec(basis[-1])
+        diagonal.append(float(basis[-1] @ w))
+        q = np.array(basis)
+        for _ in range(2):  # twice is enough (Kahan): the basis stays orthogonal to rounding
+            w = w - q.T @ (q @ w)
+        beta = float(np.linalg.norm(w))
+        ritz, vectors = eigh_tridiagonal(np.array(diagonal), np.array(off_diagonal))
+        scale = max(abs(ritz[0]), abs(ritz[-1]), 1e-300)
+        residual = beta * np.abs(vectors[-1, [0, -1]])
+        if beta <= 1e-12 * scale or residual.max() <= tol * scale or len(diagonal) >= max_steps:
+            return ritz[0], ritz[-1], len(diagonal)
+        off_diagonal.append(beta)
+        basis.append(w / beta)
 
 
-def dominant_eigenvalue(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor],
-                        iters: int = 20, tol: float = 1e-4, *, seed: int = 0,
-                        generator: torch.Generator | None = None) -> float:
-    """The eigenvalue of largest MAGNITUDE of the Hessian of `loss_fn()` w.r.t. `params`.
+def extreme_eigenvalues(hvp: Callable, params: Sequence[torch.Tensor], *, tol: float = 1e-3,
+                        max_products: int = 30, seed: int = 0) -> Eigenvalues:
+    """The largest algebraic and the largest-magnitude eigenvalue of the symmetric map `hvp`
+    (a list of tensors shaped like `params` -> the same), by Lanczos from a start vector drawn
+    from a private generator seeded with `seed` (the global RNG is not used). Exact after at
+    most n products for n parameters; at most `max_products`."""
+    shapes = [p.shape for p in params]
+    sizes = [p.numel() for p in params]
+    reference = params[0]
 
-    Power iteration on exact Hessian-vector products from a random start drawn from
-    `generator` (default: a private CPU generator seeded with `seed`; the global RNG is
-    not used for it). Returns the signed Rayleigh quotient `v^T H v` of the final unit
-    vector: when the largest-magnitude eigenvalue is negative (a saddle / concave
-    direction dominates) the result is that NEGATIVE number, not the largest algebraic
-    eigenvalue. Stops after `iters` products or when the relative change is below `tol`.
-    Convergence is slow when the two largest magnitudes are close, and if `lam` and `-lam`
-    are both dominant the iteration does not converge to either.
+    def matvec(flat):
+        chunks = torch.from_numpy(flat).split(sizes)
+        vector = [c.reshape(s).to(reference.device, reference.dtype) for c, s in zip(chunks, shapes)]
+        return torch.cat([h.reshape(-1) for h in hvp(vector)]).double().cpu().numpy()
 
-    `loss_fn` is called once per product; if it draws random numbers, make it
-    deterministic (as `arch_hessian_eigenvalue` does), or the "Hessian" changes every step.
-    """
+    start = torch.randn(sum(sizes), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    smallest, largest, products = _lanczos(matvec, start.numpy(), tol, min(max_products, sum(sizes)))
+    magnitude = smallest if abs(smallest) > abs(largest) else largest
+    return Eigenvalues(float(largest), float(magnitude), products)
+
+
+def hessian_eigenvalues(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], **kwargs):
+    """`extreme_eigenvalues` of the Hessian of the scalar `loss_fn()` w.r.t. `params`; `loss_fn`
+    is called once per product and must be deterministic."""
     params = list(params)
-    start = _start_vector(params, seed, generator)
-    return _power_iteration(lambda v: hessian_vector_product(loss_fn, params, v), start, iters, tol)
+    return extreme_eigenvalues(lambda v: hessian_vector_product(loss_fn, params, v), params, **kwargs)
 
 
 # --- the model-level diagnostic -------------------------------------------------------------
@@ -166,60 +164,45 @@ def _reseed(seed, device_type, devices):
         torch.get_device_module(device_type).manual_seed(seed)
 
 
-class _MeanWeights:
-    """Within the context, every ArchWeights of the model returns its expected mixing weights
-    (with gradient) instead of a sample."""
-
-    def __init__(self, model):
-        arch_weights = getattr(model, "arch_weights", None)
-        if arch_weights is None:
-            raise ValueError("weights='mean' needs a model with arch_weights()")
-        self.archs = list(arch_weights().values())
-
-    def __enter__(self):
-        for arch in self.archs:
-            method = METHODS[arch.method]
-            arch.sample = lambda arch=arch, method=method: arch._scatter(method.mean(arch.kept_alpha()))
-
-    def __exit__(self, *exc):
-        for arch in self.archs:
-            arch.__dict__.pop("sample", None)
-
-
-class _EvalMode:
-    """model.eval() within the context; every module's own `training` flag restored after."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.flags = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        for module, flag in self.flags:
+@contextlib.contextmanager
+def _eval_mode(model):
+    """model.eval() within; every module's own `training` flag restored after."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in flags:
             module.training = flag
 
 
-def arch_hessian_eigenvalue(model, batches: Iterable, iters: int = 20, seed: int = 0, *,
-                            tol: float = 1e-4, weights: str = "sample") -> float:
-    """Dominant (largest-magnitude, signed) eigenvalue of the Hessian of the validation loss
-    w.r.t. `model.arch_parameters()` (DrNAS figures 4-5; Zela et al. 2020).
+def _mixing(model, weights):
+    if weights == "sample":
+        return contextlib.nullcontext()
+    arch_weights = getattr(model, "arch_weights", None)
+    if arch_weights is None:
+        raise ValueError("weights='mean' needs a model with arch_weights()")
+    stack = contextlib.ExitStack()
+    for arch in arch_weights().values():
+        stack.enter_context(arch.using_mean())
+    return stack
+
+
+def arch_hessian_eigenvalues(model, batches: Iterable, seed: int = 0, *, tol: float = 1e-3,
+                             max_products: int = 30, weights: str = "sample") -> Eigenvalues:
+    """Extreme eigenvalues of the Hessian of the validation loss w.r.t.
+    `model.arch_parameters()` (DrNAS figures 4-5; Zela et al. 2020).
 
     The loss is the mean of `model.loss(x, y)` over the fixed `batches` (a list of (x, y)).
     The model is in eval mode meanwhile (BatchNorm uses and keeps its running statistics);
-    each module's training flag is restored afterwards. The Hessian-vector products are
-    accumulated batch by batch (H of a mean is the mean of the H's), so only one batch's
-    double-backward graph is alive at a time.
+    each module's training flag is restored afterwards. The products are accumulated batch
+    by batch (H of a mean is the mean of the H's), one double-backward graph alive at a time.
 
-    `weights="sample"`: the mixing weights are the model's own draw, made the same for
-    every product by re-seeding a forked global RNG (CPU, and the parameters' accelerator)
-    to `seed` before each pass; the global RNG state after the call equals the state
-    before it. Works for DARTS (deterministic) and SNAS/GDAS (Gumbel); raises RuntimeError
-    for DrNAS, whose Dirichlet sample is only once differentiable in PyTorch.
-    `weights="mean"`: the expected mixing weights (Dirichlet mean for DrNAS, softmax for
-    DARTS/SNAS/GDAS); deterministic, needs `model.arch_weights()`.
-    `seed` also seeds the power iteration's start vector (private generator).
+    `weights="sample"`: the model's own draw, made the same for every product by re-seeding
+    a forked global RNG (CPU and the parameters' accelerator) to `seed` before each pass; the
+    global RNG state after the call equals the state before it. Works for DARTS and
+    SNAS/GDAS; raises RuntimeError for DrNAS (see the module doc). `weights="mean"`: the
+    expected mixing weights (`ArchWeights.using_mean`). `seed` also seeds the start vector.
     """
     if weights not in WEIGHT_MODES:
         raise ValueError(f"unknown weights {weights!r}; known: {', '.join(WEIGHT_MODES)}")
@@ -230,14 +213,23 @@ def arch_hessian_eigenvalue(model, batches: Iterable, iters: int = 20, seed: int
     device_type, devices = _rng_devices(params)
 
     def hvp(vector):
-        # Same seed before every pass: every product sees the same mixing-weight draws.
-        _reseed(seed, device_type, devices)
+        _reseed(seed, device_type, devices)  # every product sees the same draws
         total = None
         for x, y in batches:
             part = _hvp_from_loss(model.loss(x, y), params, vector)
             total = part if total is None else [t + p for t, p in zip(total, part)]
         return [t / len(batches) for t in total]
 
-    mixing = _MeanWeights(model) if weights == "mean" else contextlib.nullcontext()
-    with torch.random.fork_rng(devices=devices, device_type=device_type), _EvalMode(model), mixing:
-        return _power_iteration(hvp, _start_vector(params, seed, None), iters, tol)
+    with torch.random.fork_rng(devices=devices, device_type=device_type), _eval_mode(model), \
+            _mixing(model, weights):
+        return extreme_eigenvalues(hvp, params, tol=tol, max_products=max_products, seed=seed)
+
+
+def timed_arch_hessian(model, loader, num_batches, seed):
+    """The search's sharpness record: `arch_hessian_eigenvalues` at the expected mixing weights
+    over the first `num_batches` batches of `loader`, with the products spent and the time."""
+    started = time.perf_counter()
+    batches = [batch for _, batch in zip(range(num_batches), loader)]
+    values = arch_hessian_eigenvalues(model, batches, seed=seed, weights="mean")
+    return {"hessian_eigenvalue": values.largest, "hessian_eigenvalue_largest_magnitude": values.largest_magnitude,
+            "hessian_products": values.products, "hessian_time_s": time.perf_counter() - started}

@@ -363,8 +363,10 @@ def imagenet_search_loaders(root, batch_size, device, seed, *, workers=0, backen
     """(train_loader, arch_loader, valid_loader, num_classes) for the ImageNet search.
 
     train_loader: `<root>/train` (weights), search augmentation, shuffled from `seed`;
-    arch_loader: `<root>/val` (architecture), the same augmentation, shuffled from `seed + 1`;
-    both drop the last partial batch. valid_loader: `<root>/val`, evaluation transform, file
+    arch_loader: `<root>/val` (architecture), the same augmentation, shuffled from `seed + 1`.
+    An epoch of train_loader ends with its last partial batch (per rank, padded as
+    DistributedSampler pads); arch_loader gives full batches only, unless the half is smaller
+    than one batch. valid_loader: `<root>/val`, evaluation transform, file
     order, every image. `limit` keeps N evenly spaced images of each folder; `backend` as in
     the module docstring."""
     device = torch.device(device)
@@ -381,8 +383,9 @@ def imagenet_search_loaders(root, batch_size, device, seed, *, workers=0, backen
         crop = RandomCropFlip(image_size) if augment else ResizeCenterCrop(image_size, eval_resize)
         return DecodeLoader(_Encoded(folder, indices), crop=crop, **kwargs, **shared)
 
-    train = loader(train_folder, True, shuffle=True, seed=seed, drop_last=True)
-    arch = loader(val_folder, True, shuffle=True, seed=seed + 1, drop_last=True)
+    per_rank = -(-len(spread(len(val_folder), limit) or val_folder) // num_replicas)
+    train = loader(train_folder, True, shuffle=True, seed=seed)
+    arch = loader(val_folder, True, shuffle=True, seed=seed + 1, drop_last=per_rank >= batch_size)
     valid = loader(val_folder, False, shuffle=False, seed=seed + 2)
     return train, arch, valid, len(train_folder.classes)
 

@@ -16,6 +16,8 @@ docs/performance.md and tests/test_performance.py):
   each op used to compute and keep its own copy;
 - that method folds the mixing weight into the op's last BatchNorm (`scaled_batch_norm`):
   theta * BN(z) is BN(z) with affine weight theta, one pass instead of two, forward and back;
+  an op that ends with a BatchNorm but does not start with ReLU (the DARTS-space pools)
+  exposes `weighted(x, weight)` for the same folding;
 - the average pool of both spaces (`AvgPool`, count_include_pad=False) runs on the CPU as a
   depthwise convolution with a ones kernel divided by the count of each window.
 """
@@ -222,7 +224,8 @@ class MixedOp(nn.Module):
         return moved
 
     def _unfused(self, index):
-        return not hasattr(self.ops[index], "weighted_after_relu")
+        op = self.ops[index]
+        return not (hasattr(op, "weighted_after_relu") or hasattr(op, "weighted"))
 
     def _split(self, x):
         if self.k == 1:
@@ -239,12 +242,15 @@ class MixedOp(nn.Module):
 
     def _accumulate(self, out, index, x, relu_x, weight):
         """`out + weight * op(x)` (`out` None: the first term), in place into `out`, through the
-        op's fused path when it has one (`weighted_after_relu`, `term_and_factor`), else one
-        fused multiply-add."""
+        op's fused path when it has one (`weighted_after_relu`, `weighted`, `term_and_factor`),
+        else one fused multiply-add."""
         op = self.ops[index]
         fused = getattr(op, "weighted_after_relu", None)
         if fused is not None:
             term = fused(relu_x(x.shape[1]), weight)
+            return term if out is None else out.add_(term)
+        if hasattr(op, "weighted"):
+            term = op.weighted(x, weight)
             return term if out is None else out.add_(term)
         split = getattr(op, "term_and_factor", None)
         term, factor = split(x, weight) if split is not None else (op(x), weight)

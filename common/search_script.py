@@ -7,6 +7,7 @@ built here, and calls `run(args, stages, space)`.
 import argparse
 import dataclasses
 import functools
+import itertools
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -20,6 +21,7 @@ from common.distributed import QuietRun, ShardedLoader, global_to_local_batch
 from common.errors import ArgumentParser, UserError
 from common.progressive import apply_masks
 from common.run import PROJECT_ROOT, Run, check_amp, default_output_dir, resolve_device, seed_everything
+from common.schedule import STAGE_LR, EpochLR
 from common.search import SearchParts, Stage, load_masks, restore, run_search
 
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
@@ -37,8 +39,8 @@ class Space:
     open_benchmark: Optional[Callable] = None  # (args, log) -> genotype -> accuracies, or None
     build_loaders: Optional[Callable] = None  # (args, device, dist) -> (num_classes, train, arch,
     # valid); default: search_loaders (a training set split in two halves)
-    build_scheduler: Optional[Callable] = None  # (args, optimizer, total epochs) -> scheduler;
-    # default: cosine from --learning_rate to --learning_rate_min over all stages
+    build_scheduler: Optional[Callable] = None  # (args, optimizer, stages) -> scheduler;
+    # default: stage_schedule, the cosine from --learning_rate to --learning_rate_min
 
 
 def build_parser(description, progressive, datasets=tuple(sorted(DATASETS))):
@@ -65,6 +67,9 @@ def build_parser(description, progressive, datasets=tuple(sorted(DATASETS))):
         p.add_argument("--train_epochs", type=int, nargs="+", default=[50, 50], help="epochs per stage")
         p.add_argument("--arch_start_epoch", type=int, default=10,
                        help="architecture updates start at this epoch of every stage (the authors' warm-up)")
+        p.add_argument("--stage_lr", default="restart", choices=sorted(STAGE_LR),
+                       help="restart: every stage restarts the cosine at --learning_rate (the authors' new "
+                            "optimizer and loaded scheduler state); continue: one cosine over all stages")
     else:
         p.add_argument("--epochs", type=int, default=100)
         p.add_argument("--k", type=int, default=1, help="partial channels: ops see C/k channels")
@@ -73,6 +78,8 @@ def build_parser(description, progressive, datasets=tuple(sorted(DATASETS))):
         p.add_argument("--cutout_length", type=int, default=16)
     p.add_argument("--seed", type=int, default=2)
     p.add_argument("--grad_clip", type=float, default=5.0, help="gradient-norm clip of the weights")
+    p.add_argument("--arch_grad_clip", type=float, default=0.0,
+                   help="gradient-norm clip of the architecture parameters (0: none)")
     if split_flags:
         p.add_argument("--train_portion", type=float, default=0.5,
                        help="share of the training set for the weights; the rest trains the architecture")
@@ -86,8 +93,8 @@ def build_parser(description, progressive, datasets=tuple(sorted(DATASETS))):
     p.add_argument("--sample_archs", type=int, default=0,
                    help="every epoch, sample N architectures from the distribution (paper figure 1)")
     p.add_argument("--hessian_freq", type=int, default=0,
-                   help="every E epochs, the dominant Hessian eigenvalue w.r.t. alpha (figures 4-5)")
-    p.add_argument("--hessian_batches", type=int, default=4, help="validation batches for the eigenvalue")
+                   help="every E epochs, the largest Hessian eigenvalue w.r.t. alpha (figures 4-5)")
+    p.add_argument("--hessian_batches", type=int, default=2, help="validation batches for the eigenvalue")
     p.add_argument("--amp", action="store_true",
                    help="bfloat16 autocast of every forward pass (off by default: the authors' fp32 numerics)")
     p.add_argument("--valid_from_epoch", type=int, default=0,
@@ -142,6 +149,9 @@ def check_args(args, stages):
                             "pick k among its divisors")
     if not 0 < getattr(args, "train_portion", 0.5) < 1:
         raise UserError(f"--train_portion must lie strictly between 0 and 1, got {args.train_portion}")
+    if args.reg_type == "kl" and args.method != "dirichlet":
+        raise UserError(f"--reg_type kl is the Dirichlet anchor KL(Dir(beta) || Dir(1)): it exists for "
+                        f"--method dirichlet only, not {args.method}; use --reg_type l2")
 
 
 def search_loaders(args, device, dist=None):
@@ -151,18 +161,17 @@ def search_loaders(args, device, dist=None):
     if args.data_limit:
         data = subset(data, range(min(args.data_limit, len(data))))
     weight_half, arch_half = search_split(len(data), args.train_portion)
-    if min(len(weight_half), len(arch_half)) < args.batch_size:
-        raise UserError(f"{len(data)} training images are too few for two halves of batch "
-                        f"{args.batch_size}: lower --batch_size or raise --data_limit")
     cutout = args.cutout_length if args.cutout else 0
     memory_format = MEMORY_FORMATS[args.memory_format]
     shared = dict(batch_size=args.batch_size, device=device, memory_format=memory_format)
-    # drop_last: every step sees a full batch, as the benchmark times it
+    # An epoch ends with the last partial batch of the weight half (391 steps on a CIFAR half,
+    # as the authors' DataLoader). The architecture stream draws full batches (the authors took
+    # a fresh shuffled batch every step), or the whole half when it is smaller than a batch.
     loaders = [  # (loader, seed)
         (DeviceLoader.from_imageset(data, weight_half, train=True, seed=args.seed, cutout=cutout,
-                                    drop_last=True, **shared), args.seed),
+                                    **shared), args.seed),
         (DeviceLoader.from_imageset(data, arch_half, train=True, seed=args.seed + 1, cutout=cutout,
-                                    drop_last=True, **shared), args.seed + 1),
+                                    drop_last=len(arch_half) >= args.batch_size, **shared), args.seed + 1),
         (DeviceLoader.from_imageset(data, arch_half, train=False, seed=args.seed + 2, **shared), args.seed + 2),
     ]
     if dist is not None and dist.distributed:  # --batch_size is the global batch
@@ -170,9 +179,14 @@ def search_loaders(args, device, dist=None):
     return (data.num_classes, *(loader for loader, _ in loaders))
 
 
-def cosine_schedule(args, optimizer, total_epochs):
-    """One cosine schedule over all stages: it continues through pruning and widening."""
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_epochs, eta_min=args.learning_rate_min)
+def stage_schedule(args, optimizer, stages, warmup_epochs=0):
+    """The per-epoch cosine from --learning_rate to --learning_rate_min over all stages,
+    restarted at every stage (the authors') or continued (`--stage_lr`; common/schedule.py)."""
+    starts = tuple(itertools.accumulate([0] + [stage.epochs for stage in stages[:-1]]))
+    lr_of_epoch = functools.partial(
+        STAGE_LR[getattr(args, "stage_lr", "restart")], lr=args.learning_rate, lr_min=args.learning_rate_min,
+        total_epochs=sum(stage.epochs for stage in stages), stage_starts=starts, warmup_epochs=warmup_epochs)
+    return EpochLR(optimizer, lr_of_epoch)
 
 
 def build_search(args, stages, device, space, benchmark=None, k=None, masks=None, dist=None):
@@ -186,12 +200,12 @@ def build_search(args, stages, device, space, benchmark=None, k=None, masks=None
     weight_optimizer = torch.optim.SGD(model.weights(), args.learning_rate,
                                        momentum=args.momentum, weight_decay=args.weight_decay)
     total_epochs = sum(stage.epochs for stage in stages)
-    scheduler = (space.build_scheduler or cosine_schedule)(args, weight_optimizer, total_epochs)
+    scheduler = (space.build_scheduler or stage_schedule)(args, weight_optimizer, stages)
     tau = None
     if METHODS[args.method].uses_tau:  # SNAS, GDAS: annealed linearly over all epochs
         tau = functools.partial(annealed_tau, epochs=total_epochs, tau_max=args.tau_max, tau_min=args.tau_min)
     architect = Architect(model, lr=args.arch_learning_rate, reg_type=args.reg_type, reg_scale=args.reg_scale,
-                          unrolled=args.unrolled, dist=dist, amp=args.amp)
+                          unrolled=args.unrolled, dist=dist, amp=args.amp, grad_clip=args.arch_grad_clip or None)
     return SearchParts(
         model=model, architect=architect, weight_optimizer=weight_optimizer,
         scheduler=scheduler, train_loader=train, arch_loader=arch, valid_loader=valid,

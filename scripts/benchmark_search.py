@@ -102,6 +102,11 @@ def build_parser():
     p.add_argument("--memory_table", action="store_true",
                    help="a table, each row in its own process, as Markdown: for 201, k = 1, 2, 4, 8 "
                         "and the progressive second stage (k=2, 3 ops); for darts and imagenet, the two stages")
+    p.add_argument("--hessian_batches", type=int, default=0,
+                   help="also time one sharpness computation (--hessian_freq's) over N batches")
+    p.add_argument("--epoch_steps", type=int, default=391,
+                   help="steps per search epoch, to state the sharpness cost as a share of an epoch "
+                        "(391: a CIFAR half at batch 64)")
     p.add_argument("--compare", action="store_true",
                    help="a table, each option set in its own process: the authors' computation, each "
                         "optimisation alone, all of them (the default), and --amp")
@@ -178,6 +183,21 @@ def loader_speed(args, device):
     return speeds
 
 
+def hessian_cost(model, batches, median_step, epoch_steps, device):
+    """Time one `--hessian_freq` computation (Lanczos at the expected mixing weights) over
+    `batches`, and its share of a search epoch of `epoch_steps` steps at the median step."""
+    from common.hessian import arch_hessian_eigenvalues
+
+    synchronize(device)
+    start = time.perf_counter()
+    values = arch_hessian_eigenvalues(model, batches, weights="mean")
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    return {"hessian_batches": len(batches), "hessian_products": values.products, "hessian_s": seconds,
+            "hessian_s_per_product": seconds / values.products,
+            "hessian_share_of_epoch": seconds / (epoch_steps * median_step)}
+
+
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -246,6 +266,9 @@ def main(argv=None):
         report["setup_rss_mb"] = setup_rss
     if args.loader_data:
         report["loader_images_per_s"] = loader_speed(args, device)
+    if args.hessian_batches:
+        hessian_batches = [train for train, _ in batches][:args.hessian_batches]
+        report.update(hessian_cost(model, hessian_batches, median, args.epoch_steps, device))
     json.dump(report, sys.stdout, indent=1)
     print()
     return report

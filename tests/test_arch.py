@@ -65,7 +65,10 @@ def test_pruned_ops_have_weight_exactly_zero_in_every_sample():
             assert torch.allclose(weights.sum(-1), torch.ones(6), atol=1e-5)
         mean = arch.mean()
         assert (mean[1, :2] == 0).all()
-        assert arch.best_ops()[0] == 0
+        assert arch.derivation_weights("mean").argmax(-1)[0] == 0
+        assert arch.derivation_weights("softmax").argmax(-1)[0] == 0
+        # the authors' prune(): the alpha of every pruned op is 0
+        assert (arch.alpha[0, [1, 2]] == 0).all() and (arch.alpha[1, [0, 1]] == 0).all()
 
 
 def test_prune_twice_only_narrows_the_kept_ops():
@@ -92,7 +95,25 @@ def test_anchor_kl_is_zero_at_the_anchor_and_positive_elsewhere():
     assert arch.alpha.grad.abs().sum() > 0
 
 
-def test_tau_is_annealed_linearly_from_max_to_min():
+def test_anchor_kl_after_pruning_is_the_authors_whole_vector():
+    # their KL: Dir(ELU(alpha) + 1) over all ops (pruned alpha zeroed) against Dir(1) over all ops
+    arch = ArchWeights(3, 5, "dirichlet")
+    with torch.no_grad():
+        arch.alpha.normal_()
+    arch.prune(3)
+    beta = torch.nn.functional.elu(arch.alpha.detach()) + 1
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Dirichlet(beta), torch.distributions.Dirichlet(torch.ones(3, 5))).sum()
+    assert torch.allclose(arch.anchor_kl(), expected)
+    kept_only = torch.distributions.kl_divergence(  # the kept ops alone give another number
+        torch.distributions.Dirichlet(beta.gather(1, arch.kept_index)), torch.distributions.Dirichlet(torch.ones(3, 3))).sum()
+    assert not torch.allclose(arch.anchor_kl(), kept_only)
+
+
+def test_tau_follows_the_authors_linear_steps():
+    # tau(e) = tau_max - (tau_max - tau_min) * e / E: the last epoch runs at 1.09, not 1
     assert annealed_tau(0, 100) == 10.0
-    assert annealed_tau(99, 100) == pytest.approx(1.0)
-    assert annealed_tau(49, 99) == pytest.approx(5.5)
+    assert annealed_tau(1, 100) == pytest.approx(9.91)
+    assert annealed_tau(50, 100) == pytest.approx(5.5)
+    assert annealed_tau(99, 100) == pytest.approx(1.09)
+    assert annealed_tau(3, 4, tau_max=5.0, tau_min=1.0) == pytest.approx(2.0)

@@ -36,21 +36,29 @@ def test_defaults_are_the_authors():
     assert not hasattr(args, "train_portion") and not hasattr(args, "cutout")  # the halves are sampled
 
 
-def test_schedule_is_warmup_then_cosine_over_both_stages():
+def test_schedule_is_warmup_then_the_authors_restarted_cosine():
+    from common.search import Stage
+
     args = train_search_imagenet.build_parser().parse_args([])
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([weight], args.learning_rate)
-    scheduler = train_search_imagenet.build_scheduler(args, optimizer, 50)
+    stages = [Stage(25, 6, 7, 10), Stage(25, 3, 4, 10)]
+    scheduler = train_search_imagenet.build_scheduler(args, optimizer, stages)
     lrs = []
     for _ in range(50):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
     assert lrs[:5] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])  # lr * (epoch + 1) / 5, batch 512 > 256
-    for epoch in (5, 25, 49):  # then the authors' cosine of the epoch index, down to 0
-        assert lrs[epoch] == pytest.approx(0.25 * (1 + math.cos(math.pi * epoch / 50)))
+
+    def c(e):
+        return 1 + math.cos(math.pi * e / 50)
+
+    assert lrs[5] == pytest.approx(0.5 * c(5) / c(4))  # the cosine recursion continues from the warm-up
+    assert lrs[25] == pytest.approx(0.5)  # the second stage restarts at the base lr
+    assert lrs[49] == pytest.approx(0.5 * c(49) / c(25))
     small = train_search_imagenet.build_parser().parse_args(["--batch_size", "256"])
-    scheduler = train_search_imagenet.build_scheduler(small, torch.optim.SGD([weight], 0.5), 50)
+    scheduler = train_search_imagenet.build_scheduler(small, torch.optim.SGD([weight], 0.5), stages)
     assert scheduler.get_last_lr()[0] == pytest.approx(0.5)  # no warm-up at batch 256
 
 
