@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 supernet (SPEC section 3), with partial channels `k`.
+"""The NAS-Bench-201 supernet, with partial channels `k`.
 
 Cell: 4 nodes, 6 edges `i<-j` (j < i), 5 candidate ops. Network: 3x3 conv stem + BN,
 three stages of N cells at C, 2C, 4C channels separated by stride-2 residual blocks,
@@ -9,8 +9,10 @@ authors' network: 1,686,106 for CIFAR-10 at k=1 and 174,106 at k=4.
 import torch.nn.functional as F
 from torch import nn
 
-from common.arch import ArchWeights
-from common.mixed_op import AvgPool, MixedOp, scaled_batch_norm, shared_relu, fresh_sum
+from common.fused import AvgPool, fresh_sum, scaled_batch_norm, shared_relu
+from common.mixed_op import MixedOp
+from common.mixing import ArchDistribution
+from common.network import SearchNetwork
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_NODES = 4
@@ -69,14 +71,15 @@ class ResidualBlock(nn.Module):
 class SearchCell(nn.Module):
     def __init__(self, channels, k):
         super().__init__()
-        self.edges = nn.ModuleList(MixedOp(OPS, make_cell_op, channels, k) for _ in EDGES)
+        self.edges = nn.ModuleList(MixedOp(OPS, make_cell_op, channels, k, edge=e, label=f"{i}<-{j}")
+                                   for e, (i, j) in enumerate(EDGES))
 
-    def forward(self, x, weights, kept, hard_choices):
+    def forward(self, x, draw):
         nodes, relus = [x], [shared_relu(x)]  # ReLU(node) once for all edges leaving it
         for i in range(1, NUM_NODES):
             nodes.append(
                 fresh_sum(
-                    self.edges[e](nodes[j], weights[e], kept[e], hard_choices and hard_choices[e], relus[j])
+                    self.edges[e](nodes[j], draw.mixing[e], draw.kept[e], draw.hard and draw.hard[e], relus[j])
                     for e, (node, j) in enumerate(EDGES)
                     if node == i
                 )
@@ -85,8 +88,8 @@ class SearchCell(nn.Module):
         return nodes[-1]
 
 
-class Network(nn.Module):
-    """NAS-Bench-201 search network. `arch` holds the architecture parameters."""
+class Network(SearchNetwork):
+    """NAS-Bench-201 search network: one cell type, "cell", mixed by `self.arch["cell"]`."""
 
     def __init__(self, C=16, N=5, num_classes=10, method="dirichlet", k=1):
         super().__init__()
@@ -100,51 +103,24 @@ class Network(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=True))
         self.classifier = nn.Linear(c_prev, num_classes)
-        self.arch = ArchWeights(len(EDGES), len(OPS), method)
+        self.arch = nn.ModuleDict({"cell": ArchDistribution(len(EDGES), len(OPS), method)})
 
     def forward(self, x):
-        weights = self.arch.sample()
-        hard_choices = self.arch.hard_choices(weights)
-        kept = self.arch.kept
+        draw = self.draw()["cell"]
         x = self.stem(x)
         for layer in self.layers:
-            x = layer(x, weights, kept, hard_choices) if isinstance(layer, SearchCell) else layer(x)
+            x = layer(x, draw) if isinstance(layer, SearchCell) else layer(x)
         x = self.lastact(x)
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
-    # --- the interface the architect and the search loop use -------------------------
-    def weights(self):
-        """Network weights: every parameter but the architecture parameters."""
-        return [p for name, p in self.named_parameters() if not name.startswith("arch.")]
+    def genotype_from(self, mixing):
+        """The cell as a benchmark string: the strongest op of every edge (paper eq. 4)."""
+        return genotype_string(mixing["cell"].argmax(-1).tolist())
 
-    def arch_parameters(self):
-        return [self.arch.alpha]
 
-    def arch_weights(self):
-        """The ArchWeights of each cell type, by name (one type in this space)."""
-        return {"cell": self.arch}
-
-    def edge_ops(self):
-        """(cell type, edge index, MixedOp) for every edge of every search cell."""
-        for layer in self.layers:
-            if isinstance(layer, SearchCell):
-                for edge, op in enumerate(layer.edges):
-                    yield "cell", edge, op
-
-    def loss(self, x, y):
-        return F.cross_entropy(self(x), y)
-
-    def anchor_kl(self):
-        return self.arch.anchor_kl()
-
-    def genotype(self):
-        """The derived cell (argmax of the expected weights, paper eq. 4) as a benchmark string."""
-        return self.genotype_from({"cell": self.arch.mean()})
-
-    @staticmethod
-    def genotype_from(weights):
-        """The cell given mixing weights ({'cell': edges x ops}): the strongest op per edge."""
-        return genotype_string(weights["cell"].argmax(-1).tolist())
+def build(*, num_classes, k, init_channels, num_cells, method):
+    """The network from the flags of a search script (common/spaces.py)."""
+    return Network(init_channels, num_cells, num_classes, method, k)
 
 
 def genotype_string(op_indices):

@@ -2,55 +2,44 @@
 
     cd 201-space && python train_search.py --dataset cifar10 --api_path NAS-Bench-201-v1_0-e61699.pth
 
-Flags and defaults are the authors'; `--device`, `--resume`, `--output_dir`,
-`--stop_after_epoch`, `--data_limit`, `--sample_archs` and `--hessian_freq` are additions.
-The flags, the loop and the run plumbing live in common/; this script declares the space.
+The flags and defaults below are the authors' (their train_search.py); `--device`, `--resume`,
+`--output_dir`, `--stop_after_epoch`, `--data_limit`, `--sample_archs`, `--hessian_freq`,
+`--amp`, `--memory_format` and `--arch_grad_clip` are additions. The loop is common/search.py.
 """
-from common import search_script
-from common.distributed import distributed_main
-from common.errors import UserError, exit_on_user_error
-from space201.model_search import OPS, Network
+from common import flags, launch, search_flags
+from common.benchmark import open_benchmark
+from common.datasets import DATASETS
+from common.loaders import search_loaders
+from common.run_folder import PROJECT_ROOT
+from common.search_build import search
+from common.spaces import SPACES
 
 
-def build_network(args, num_classes, k):
-    return Network(args.init_channels, args.num_cells, num_classes, args.method, k)
-
-
-def open_benchmark(args, log):
-    """The benchmark query function, or None (said once) without --api_path."""
-    if args.api_path is None:
-        log.info("no --api_path: the NAS-Bench-201 benchmark is not queried")
-        return None
-    from common.benchmark import Benchmark201
-
-    bench = Benchmark201.load(args.api_path, log=log.info)
-
-    def query(genotype):
-        return bench.query(genotype) if genotype in bench else None
-
-    return query
-
-
-SPACE = search_script.Space("201-space", len(OPS), build_network, open_benchmark)
-
-
-def build_parser(progressive=False, description=__doc__.splitlines()[0]):
-    p = search_script.build_parser(description, progressive)
-    p.add_argument("--num_cells", type=int, default=5, help="N: cells per stage")
+def build_parser():
+    p = flags.new_parser(__doc__)
+    flags.add_data_flags(p, data=str(PROJECT_ROOT / "data"), dataset="cifar10", datasets=sorted(DATASETS))
+    search_flags.add_split_flags(p, train_portion=0.5, cutout_length=16)
+    flags.add_weight_flags(p, batch_size=64, learning_rate=0.025, momentum=0.9, weight_decay=3e-4,
+                           grad_clip=5.0, seed=2)
+    flags.add_cosine_flags(p, learning_rate_min=0.001)
+    search_flags.add_plain_stage_flags(p, epochs=100, k=1)
+    search_flags.add_arch_flags(p, method="dirichlet", arch_learning_rate=3e-4, reg_type="l2", reg_scale=1e-3,
+                         arch_grad_clip=0.0, tau_max=10.0, tau_min=1.0)
+    p.add_argument("--init_channels", type=flags.positive_int, default=16, help="C: channels of the first stage")
+    p.add_argument("--num_cells", type=flags.positive_int, default=5, help="N: cells per stage")
     p.add_argument("--api_path", default=None, help="NAS-Bench-201 file to query every epoch")
+    search_flags.add_record_flags(p, valid_from_epoch=0, sample_archs=0, hessian_freq=0,
+                                  hessian_batches=2)
+    flags.add_speed_flags(p, memory_format="channels_last")
+    flags.add_run_flags(p)
     return p
 
 
 def run(args, dist=None):
-    """Search with parsed flags; `dist` (common.distributed.Dist): data parallel under torchrun."""
-    if args.num_cells < 1:
-        raise UserError(f"--num_cells must be at least 1, got {args.num_cells}")
-    return search_script.run(args, search_script.stages_of(args, len(OPS)), SPACE, dist)
+    return search(args, SPACES["201"], loaders_factory=search_loaders, dist=dist, open_benchmark=open_benchmark)
 
 
-@exit_on_user_error
-def main(argv=None):
-    return distributed_main(run, build_parser().parse_args(argv))
+main = launch.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

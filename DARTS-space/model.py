@@ -1,4 +1,4 @@
-"""The DARTS-space evaluation networks (SPEC section 3): a searched cell stacked into the
+"""The DARTS-space evaluation networks: a searched cell stacked into the
 standard DARTS `NetworkCIFAR` / `NetworkImageNet`, with auxiliary head and drop-path.
 
     Cell(genotype, C_prev_prev, C_prev, C, reduction, reduction_prev)
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from common.errors import UserError
+from common.train import count_parameters  # noqa: F401  (part of this module's API)
 from darts_space.genotypes import GENOTYPES, Genotype, genotype_from_json
 from darts_space.operations import OPS, FactorizedReduce, ReLUConvBN
 
@@ -217,12 +218,6 @@ class NetworkImageNet(_Network):
         out, logits_aux = self._run_cells(s0, s1)
         logits = self.classifier(self.global_pooling(out).flatten(1))
         return logits, logits_aux
-
-
-def count_parameters(model):
-    """Parameters in millions, those of the auxiliary head (names containing 'auxiliary')
-    not counted: the DARTS `count_parameters_in_MB` convention."""
-    return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name) / 1e6
 
 
 # --- --arch ----------------------------------------------------------------------------------

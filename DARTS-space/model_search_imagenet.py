@@ -1,4 +1,4 @@
-"""The DARTS-space search network of the direct ImageNet search (SPEC section 3).
+"""The DARTS-space search network of the direct ImageNet search.
 
 The search cells of model_search.py behind the ImageNet stems (a stride-2 3x3 conv to C/2,
 a stride-2 3x3 conv to C, then a stride-2 3x3 conv: 224 x 224 images reach the first cell
@@ -13,3 +13,8 @@ from darts_space.model_search import Network as SearchNetwork
 class Network(SearchNetwork):
     def __init__(self, C=48, num_classes=1000, layers=14, method="dirichlet", k=6, **kwargs):
         super().__init__(C, num_classes, layers, method, k, stem="imagenet", **kwargs)
+
+
+def build(*, num_classes, k, init_channels, layers, method, derive):
+    """The ImageNet search network from the flags of a search script (common/spaces.py)."""
+    return Network(init_channels, num_classes, layers, method, k, derive=derive)

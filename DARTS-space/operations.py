@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.mixed_op import AvgPool, scaled_batch_norm
+from common.fused import AvgPool, scaled_batch_norm
 
 PRIMITIVES = (
     "max_pool_3x3",

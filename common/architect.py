@@ -1,7 +1,7 @@
 """The architecture step of the bilevel search (DARTS section 2.3, DrNAS section 2).
 
-Works for any model that exposes `weights()`, `arch_parameters()`, `loss(x, y)` and,
-for the KL anchor, `anchor_kl()`.
+Works for any model that exposes `weight_parameters()`, `arch_parameters()`, `loss(x, y)`
+and, for the KL anchor, `anchor_kl()` (common/network.py's contract).
 
 First order: Adam on the gradient of the validation loss with respect to the
 architecture parameters only (no weight gradients are computed: the authors' code
@@ -17,7 +17,7 @@ averaged over the ranks before every Adam step, so every rank keeps the same alp
 `--unrolled` each rank computes the second-order gradient on its own shard (its virtual
 step uses its own weight gradients) and the ranks' results are averaged.
 
-`amp`: the losses are computed under bfloat16 autocast (common.run.autocast).
+`amp`: the losses are computed under bfloat16 autocast (common.device.autocast).
 
 Instead of building a copy of the model (the authors' `new()`, whose DARTS-space version
 dropped k, the regulariser and the masks), the virtual step is applied in place to the
@@ -29,7 +29,7 @@ from torch import optim
 
 from common import rng
 from common.distributed import average_gradients
-from common.run import autocast
+from common.device import autocast
 
 REG_TYPES = ("l2", "kl")
 
@@ -90,7 +90,7 @@ class Architect:
     # --- second order -----------------------------------------------------------------
     def unrolled_grads(self, x_train, y_train, x_valid, y_valid, lr, weight_optimizer):
         model = self.model
-        weights, alphas = model.weights(), model.arch_parameters()
+        weights, alphas = model.weight_parameters(), model.arch_parameters()
         group = weight_optimizer.param_groups[0]
         momentum, weight_decay = group.get("momentum", 0.0), group.get("weight_decay", 0.0)
 
@@ -109,16 +109,16 @@ class Architect:
         alpha_grads, weight_grads = grads[: len(alphas)], grads[len(alphas):]
         self._restore(weights, saved_weights, model.buffers(), saved_buffers)
 
-        hessian_vector = self.hessian_vector_product(weight_grads, x_train, y_train, saved_weights)
+        hessian_vector = self.finite_difference_product(weight_grads, x_train, y_train, saved_weights)
         return loss, [g - lr * h for g, h in zip(alpha_grads, hessian_vector)]
 
-    def hessian_vector_product(self, vector, x, y, saved_weights=None, r=1e-2):
+    def finite_difference_product(self, vector, x, y, saved_weights=None, r=1e-2):
         """d2 L_train / da dw . vector by central differences (DARTS eq. 8).
 
         Both passes (+R and -R) draw the same mixing weights (the random streams are replayed):
         with independent draws the sampling noise, divided by 2R, would swamp the product."""
         model = self.model
-        weights, alphas = model.weights(), model.arch_parameters()
+        weights, alphas = model.weight_parameters(), model.arch_parameters()
         if saved_weights is None:
             saved_weights = [w.detach().clone() for w in weights]
         radius = r / torch.cat([v.flatten() for v in vector]).norm()  # a device scalar: no sync

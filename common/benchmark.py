@@ -24,11 +24,7 @@ writable, in a cache folder (`cache_dir`, default `$XDG_CACHE_HOME/drnas` or
 loads of the same file read only the table (about a second) and never open the `.pth`.
 A changed benchmark file, or a table that does not parse, is rebuilt from the file.
 
-The package itself calls `torch.load` with the default `weights_only` (True since torch
-2.6), which the real files may not satisfy, so this module loads the file itself: first
-with `weights_only=True`, allow-listing a few plain numpy types, and only if the file
-needs other globals, in full (`weights_only=False`) with a one-line warning. The loaded
-dict is handed to `NASBench201API(the_dict, verbose=False)`.
+Loading the file itself is common/benchmark_file.py's.
 """
 from __future__ import annotations
 
@@ -37,34 +33,18 @@ import hashlib
 import json
 import math
 import os
-import re
-import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-import torch
 
 from common.checkpoint import atomic_write
 from common.errors import UserError
+from common.benchmark_file import DOWNLOAD_HINT, build_table, load_api
 from common.results import METRICS  # the six metric names above, in this order
 
-# (dataset given to get_more_info, the key of its result, the metric it fills). For
-# 'cifar10-valid' get_more_info's 'valid-accuracy' is set 'x-valid'; for 'cifar10' its
-# 'test-accuracy' is set 'ori-test'; for 'cifar100' and 'ImageNet16-120'
-# 'valid-accuracy' is 'x-valid' and 'test-accuracy' is 'x-test'.
-_QUERIES = (
-    ("cifar10-valid", (("valid-accuracy", "cifar10_valid"),)),
-    ("cifar10", (("test-accuracy", "cifar10_test"),)),
-    ("cifar100", (("valid-accuracy", "cifar100_valid"), ("test-accuracy", "cifar100_test"))),
-    ("ImageNet16-120", (("valid-accuracy", "imagenet16_valid"), ("test-accuracy", "imagenet16_test"))),
-)
-
-OFFICIAL_FILES = ("NAS-Bench-201-v1_0-e61699.pth", "NAS-Bench-201-v1_1-096897.pth")
 TABLE_SUFFIX = ".drnas-table.json"
 _TABLE_FORMAT = "drnas-nas-bench-201-table"
 _TABLE_VERSION = 1
-_REQUIRED_KEYS = ("meta_archs", "arch2infos", "evaluated_indexes")
-_DOWNLOAD_HINT = f"download {OFFICIAL_FILES[0]} or {OFFICIAL_FILES[1]} and pass its path with --api_path"
 
 
 class Benchmark201:
@@ -114,25 +94,6 @@ class Benchmark201:
     def __len__(self) -> int:
         return len(self._table)
 
-    @property
-    def archs(self) -> list[str]:
-        return list(self._table)
-
-    def best(self) -> dict[str, float]:
-        """The highest value of each metric over all architectures (the paper's 'optimal' row).
-
-        Each metric is maximised on its own, as in the NAS-Bench-201 and DrNAS tables, so
-        the six numbers may come from different architectures.
-        """
-        best = {}
-        for i, name in enumerate(METRICS):
-            values = [v[i] for v in self._table.values() if v[i] is not None]
-            best[name] = max(values) if values else None
-        return best
-
-    def to_table(self) -> dict[str, list[float | None]]:
-        return {arch: list(values) for arch, values in self._table.items()}
-
     def __repr__(self):
         origin = "table" if self.from_table else "file"
         return f"Benchmark201({len(self)} architectures, from {origin}, source={self.source})"
@@ -148,9 +109,9 @@ class Benchmark201:
         """
         path = Path(os.path.expanduser(str(path)))
         if not path.exists():
-            raise UserError(f"NAS-Bench-201 file {path} does not exist: {_DOWNLOAD_HINT}")
+            raise UserError(f"NAS-Bench-201 file {path} does not exist: {DOWNLOAD_HINT}")
         if not path.is_file():
-            raise UserError(f"NAS-Bench-201 path {path} is not a file: {_DOWNLOAD_HINT}")
+            raise UserError(f"NAS-Bench-201 path {path} is not a file: {DOWNLOAD_HINT}")
         signature = _file_signature(path)
         candidates = table_locations(path, cache_dir)
 
@@ -167,7 +128,7 @@ class Benchmark201:
         gc.collect()  # the API holds gigabytes; it is no longer referenced
         if not any(v is not None for values in table.values() for v in values):
             raise UserError(
-                f"NAS-Bench-201 file {path} holds no 200-epoch results for the six metrics: {_DOWNLOAD_HINT}"
+                f"NAS-Bench-201 file {path} holds no 200-epoch results for the six metrics: {DOWNLOAD_HINT}"
             )
         written = write_table(path, table, cache_dir, log)
         return cls(table, source=path, from_table=False, table_path=written)
@@ -268,124 +229,15 @@ def _write_json_atomic(target: Path, payload: dict) -> None:
     atomic_write(target, write)
 
 
-def _numpy_safe_globals() -> list:
-    """The plain numpy types (scalars, dtypes, arrays) a benchmark pickle may contain."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency of nas_201_api
-        return []
-    core = getattr(np, "_core", None) or np.core
-    multiarray = core.multiarray
-    allowed = [np.dtype, np.ndarray]
-    for name in ("scalar", "_reconstruct"):
-        fn = getattr(multiarray, name)
-        # Files written with numpy 1.x name 'numpy.core.multiarray', with numpy 2.x 'numpy._core.multiarray'.
-        allowed += [(fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        for name in dir(dtypes):
-            obj = getattr(dtypes, name)
-            if name.endswith("DType") and isinstance(obj, type):
-                allowed.append((obj, f"numpy.dtypes.{name}"))
-    return allowed
+def open_benchmark(args, note):
+    """The query a search runs every epoch (genotype -> accuracies, None for a cell outside
+    the table), or None (said once through `note`) without --api_path."""
+    if args.api_path is None:
+        note("no --api_path: the NAS-Bench-201 benchmark is not queried")
+        return None
+    bench = Benchmark201.load(args.api_path, log=note)
 
+    def query(genotype):
+        return bench.query(genotype) if genotype in bench else None
 
-_UNSAFE_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
-
-
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    if not text or text.startswith("Weights only load failed"):
-        return type(err).__name__
-    if len(text) > 120:
-        text = text[:117] + "..."
-    return f"{type(err).__name__}: {text}"
-
-
-def _torch_load(path: Path, log):
-    """torch.load the benchmark file: weights_only first, in full only if it needs other globals."""
-    bad = (f"NAS-Bench-201 file {path} does not load: it is truncated, not a torch file, or damaged "
-           f"({{}}); {_DOWNLOAD_HINT}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
-                return torch.load(str(path), map_location="cpu", weights_only=True)
-        except MemoryError:
-            raise UserError(f"not enough memory to load NAS-Bench-201 file {path}: run on a machine "
-                            "with more RAM once, the accuracy table it writes is small") from None
-        except OSError as err:
-            raise UserError(f"cannot read NAS-Bench-201 file {path}: {err.strerror or err}; "
-                            "check its permissions") from None
-        except Exception as err:  # torch raises many kinds for a damaged or foreign file
-            match = _UNSAFE_GLOBAL.search(str(err))
-            if match is None:
-                raise UserError(bad.format(_short(err))) from None
-            needed = match.group(1)
-        log(f"warning: {path.name} needs {needed}, which torch.load(weights_only=True) refuses; "
-            "unpickling it in full (weights_only=False), which can run code from the file: "
-            "do this only with the official NAS-Bench-201 file")
-        try:
-            return torch.load(str(path), map_location="cpu", weights_only=False)
-        except MemoryError:
-            raise UserError(f"not enough memory to load NAS-Bench-201 file {path}: run on a machine "
-                            "with more RAM once, the accuracy table it writes is small") from None
-        except Exception as err:
-            raise UserError(bad.format(_short(err))) from None
-
-
-class _SharedDict(dict):
-    """A dict that `copy.deepcopy` returns as is.
-
-    NASBench201API deep-copies the dict it is given; for a multi-gigabyte benchmark that
-    doubles the memory and takes minutes. The loaded dict is ours and not reused, so
-    sharing it is safe.
-    """
-
-    def __deepcopy__(self, memo):
-        return self
-
-
-def load_api(path, log: Callable[[str], object] = print):
-    """A `nas_201_api.NASBench201API` for benchmark file `path` (loaded as described above)."""
-    from nas_201_api import NASBench201API
-
-    path = Path(path)
-    data = _torch_load(path, log)
-    wrong = f"NAS-Bench-201 file {path} loads but is not a NAS-Bench-201 benchmark ({{}}); {_DOWNLOAD_HINT}"
-    if not isinstance(data, dict):
-        raise UserError(wrong.format(f"it holds a {type(data).__name__}, not a dict"))
-    missing = [key for key in _REQUIRED_KEYS if key not in data]
-    if missing:
-        raise UserError(wrong.format(f"no {', '.join(repr(k) for k in missing)} entry"))
-    try:
-        api = NASBench201API(_SharedDict(data), verbose=False)
-    except Exception as err:
-        raise UserError(wrong.format(_short(err))) from None
-    api.filename = path.name
-    return api
-
-
-def build_table(api) -> dict[str, list[float | None]]:
-    """Every evaluated architecture's six METRICS, through the API's query methods.
-
-    A metric the file holds no result for (a dataset an architecture was not trained on)
-    is None.
-    """
-    table = {}
-    for arch_str in list(api.meta_archs):
-        index = api.query_index_by_arch(arch_str)
-        if index < 0 or index not in api.arch2infos_dict:
-            continue  # not evaluated
-        row = dict.fromkeys(METRICS)
-        for dataset, wanted in _QUERIES:
-            try:
-                info = api.get_more_info(index, dataset, iepoch=None, hp="200", is_random=False)
-            except (KeyError, ValueError, IndexError, AssertionError, TypeError):
-                continue  # no 200-epoch result on this dataset
-            for key, metric in wanted:
-                value = info.get(key)
-                row[metric] = None if value is None else float(value)
-        table[arch_str] = [row[m] for m in METRICS]
-    return table
+    return query

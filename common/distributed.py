@@ -3,12 +3,9 @@
     torchrun --nproc_per_node=2 DARTS-space/train.py ...   # same flags as a single process
 
 `init_distributed` reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); without it
-(or with WORLD_SIZE 1) the run is a single process and nothing changes. `ShardedLoader`
-splits every batch of a `DeviceLoader` across the ranks: `--batch_size` stays the global
-batch, each rank takes positions `rank::world_size` of it, and the per-epoch permutation is
-drawn from a generator seeded identically on every rank, so the ranks together see exactly
-the batches a single process would draw from the same permutation. Augmentation randomness
-differs per rank (seed + rank), re-seeded per epoch so that `--resume` needs no loader state.
+(or with WORLD_SIZE 1) the run is a single process and nothing changes. The loaders shard
+themselves over the ranks (common/device_loader.py, common/imagenet_loader.py): `--batch_size`
+stays the global batch.
 
 The search (common/search.py) runs the same way: its weight step goes through DDP, its
 architecture gradients are averaged over the ranks (`average_gradients`) before every Adam
@@ -18,7 +15,6 @@ logs and checkpoints.
 Set DRNAS_CHECK_SYNC=1 to compare every rank's parameters after each optimizer step (an
 all-gather of the flattened parameters; for tests and debugging, it costs a copy per step).
 """
-import logging
 import os
 from dataclasses import dataclass
 
@@ -26,7 +22,7 @@ import torch
 import torch.distributed as torch_dist
 
 from common.errors import UserError
-from common.run import resolve_device
+from common.device import resolve_device
 
 CHECK_SYNC_ENV = "DRNAS_CHECK_SYNC"
 
@@ -150,102 +146,3 @@ def global_to_local_batch(batch_size, dist):
         raise UserError(f"--batch_size {batch_size} (the global batch) does not divide among "
                         f"{dist.world_size} processes: use a multiple of {dist.world_size}")
     return batch_size // dist.world_size
-
-
-class ShardedLoader:
-    """A DeviceLoader's batches split across ranks (see the module docstring).
-
-    `loader` holds the whole set with `batch_size` = the GLOBAL batch; its generator drives
-    this rank's augmentation. Step i takes global batch i of a permutation shared by all ranks
-    and keeps its positions rank::world_size. A shuffled loader follows DistributedSampler's
-    convention (drop_last=False): the permutation is padded by repeating its first images until
-    its length divides among the ranks, so every rank takes the same number of images and the
-    epoch ends with a partial batch; only a last batch of one image per rank is dropped
-    (BatchNorm after a 1x1 map needs 2). A loader with `drop_last` keeps full global batches
-    only. An evaluation loader keeps every image once (a rank may get an empty last batch,
-    which it skips)."""
-
-    def __init__(self, loader, rank, world_size, seed):
-        self.loader, self.rank, self.world_size, self.seed = loader, int(rank), int(world_size), int(seed)
-        self.batch_size = loader.batch_size  # global
-        self.epoch, self._pass = 0, 0
-        self.permutation = torch.Generator(device=loader.device)
-
-    def set_epoch(self, epoch):
-        self.epoch, self._pass = int(epoch), 0
-
-    @property
-    def num_images(self):
-        return self.loader.num_images
-
-    def _padded_count(self):
-        n = self.loader.num_images
-        if not self.loader.shuffle or self.loader.drop_last:
-            return n
-        return -(-n // self.world_size) * self.world_size
-
-    def __len__(self):
-        full, last = divmod(self._padded_count(), self.batch_size)
-        if self.loader.drop_last or not last or (self.loader.shuffle and last == self.world_size):
-            return full
-        return full + 1
-
-    def _order(self):
-        """This pass's order of the whole set, the same on every rank."""
-        if not self.loader.shuffle:
-            return torch.arange(self.loader.num_images, device=self.loader.device)
-        self.permutation.manual_seed(self._stream_seed(0))
-        order = torch.randperm(self.loader.num_images, generator=self.permutation, device=self.loader.device)
-        padded = self._padded_count()
-        return order.repeat(-(-padded // len(order)))[:padded]
-
-    def _stream_seed(self, offset):
-        # (epoch, pass within the epoch): a loader cycled within an epoch (the search's
-        # architecture half) draws a new permutation on every pass
-        return self.seed + offset + 1_000_003 * self.epoch + 1_000_000_007 * self._pass
-
-    def batch_indices(self):
-        """This rank's image indices, step by step, for the current pass (epoch, pass)."""
-        order, b = self._order(), self.batch_size
-        return [order[i * b:(i + 1) * b][self.rank::self.world_size] for i in range(len(self))]
-
-    def __iter__(self):
-        # augmentation: this rank's own stream, re-seeded per epoch (resume needs no state)
-        self.loader.generator.manual_seed(self._stream_seed(7919 * (self.rank + 1)))
-        indices = self.batch_indices()
-        self._pass += 1
-        for idx in indices:
-            if idx.numel() == 0:
-                continue
-            yield self.loader._make_batch(idx), self.loader.labels[idx]
-
-    def state_dict(self):
-        # the inner loader's state, so that a DDP checkpoint loads into a single-process run
-        return self.loader.state_dict()
-
-    def load_state_dict(self, state):
-        pass  # every stream is re-seeded from (seed, rank, epoch)
-
-
-class QuietRun:
-    """Stands in for common.run.Run on ranks other than 0: holds the results, writes nothing."""
-
-    def __init__(self, out_dir, results=None):
-        from pathlib import Path
-
-        self.dir = Path(out_dir)
-        self.results = results or {"epochs": []}
-        self.log = logging.getLogger("drnas.quiet")
-        self.log.addHandler(logging.NullHandler())
-        self.log.propagate = False
-        self.elapsed_before, self.started = 0.0, 0.0
-        self.results_path = self.dir / "results.json"
-
-    def scalars(self, *args, **kwargs):
-        pass
-
-    def save_results(self, **extra):
-        self.results.update(extra)
-
-    def close(self):
-        pass

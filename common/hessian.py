@@ -25,7 +25,6 @@ for DARTS the softmax, exactly the DARTS loss), deterministic and twice differen
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
@@ -179,11 +178,11 @@ def _eval_mode(model):
 def _mixing(model, weights):
     if weights == "sample":
         return contextlib.nullcontext()
-    arch_weights = getattr(model, "arch_weights", None)
-    if arch_weights is None:
-        raise ValueError("weights='mean' needs a model with arch_weights()")
+    distributions = getattr(model, "arch_distributions", None)
+    if distributions is None:
+        raise ValueError("weights='mean' needs a model with arch_distributions()")
     stack = contextlib.ExitStack()
-    for arch in arch_weights().values():
+    for arch in distributions().values():
         stack.enter_context(arch.using_mean())
     return stack
 
@@ -223,13 +222,3 @@ def arch_hessian_eigenvalues(model, batches: Iterable, seed: int = 0, *, tol: fl
     with torch.random.fork_rng(devices=devices, device_type=device_type), _eval_mode(model), \
             _mixing(model, weights):
         return extreme_eigenvalues(hvp, params, tol=tol, max_products=max_products, seed=seed)
-
-
-def timed_arch_hessian(model, loader, num_batches, seed):
-    """The search's sharpness record: `arch_hessian_eigenvalues` at the expected mixing weights
-    over the first `num_batches` batches of `loader`, with the products spent and the time."""
-    started = time.perf_counter()
-    batches = [batch for _, batch in zip(range(num_batches), loader)]
-    values = arch_hessian_eigenvalues(model, batches, seed=seed, weights="mean")
-    return {"hessian_eigenvalue": values.largest, "hessian_eigenvalue_largest_magnitude": values.largest_magnitude,
-            "hessian_products": values.products, "hessian_time_s": time.perf_counter() - started}

@@ -1,6 +1,7 @@
 """Per-epoch learning rates: each a pure function of the epoch, so a resumed run replays it.
 
-The searches' cosine, in two variants (`--stage_lr`):
+The ImageNet training's warm-up and linear (or cosine) decay, and the searches' cosine, in two
+variants (`--stage_lr`):
 
 - `restart` (default, the authors' scripts): at every stage boundary of a progressive search
   they build a new SGD at the base `--learning_rate` and a new `CosineAnnealingLR` (T = all
@@ -57,6 +58,25 @@ def continued_cosine(epoch, *, lr, lr_min, total_epochs, stage_starts=(0,), warm
 
 
 STAGE_LR = {"restart": restarted_cosine, "continue": continued_cosine}
+DECAYS = ("linear", "cosine")
+
+
+def imagenet_training_lr(epoch, *, lr, epochs, decay="linear", warmup_epochs=5):
+    """The lr of `epoch` (0-based) in train_imagenet.py: after a linear warm-up,
+    lr (epoch + 1) / warmup_epochs (already shortened to 0 at batch 256 or less:
+    `warmup_epochs_for`), a linear decay (PC-DARTS's `adjust_lr`: (E - 5 - e) / (E - 5) while
+    more than 5 epochs remain, then (E - e) / (5 (E - 5)), a smaller slope; runs of at most 5
+    epochs decay plainly, (E - e) / E) or a cosine to 0."""
+    if epoch < warmup_epochs:
+        return lr * (epoch + 1) / warmup_epochs
+    if decay == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    tail = 5
+    if epochs <= tail:
+        return lr * (epochs - epoch) / epochs
+    if epochs - epoch > tail:
+        return lr * (epochs - tail - epoch) / (epochs - tail)
+    return lr * (epochs - epoch) / ((epochs - tail) * tail)
 
 
 class EpochLR:

@@ -18,7 +18,10 @@ fields of every run and prints up to three tables, each only when there are runs
     anchor; runs with k = 1 and one stage only.
 
 Every cell reads `mean ± std (n=N)`: std is the population standard deviation (ddof=0,
-the paper's `± 0.00` for identical results), N the number of runs with a value.
+the paper's `± 0.00` for identical results), N the number of runs with a value. Only runs
+that differ in the seed (and in where they ran) are pooled: runs of a row whose other flags
+differ are split into rows of their own, labelled with the flags that tell them apart. Only
+runs of a space with a benchmark (common/spaces.py; the results' `space` entry) count.
 Unfinished runs (`finished` not true) are left out with a note on stderr, unless
 `--include_unfinished`.
 """
@@ -30,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.results import METRIC_TITLES, METRICS, RESULTS_NAME, load_results, results_file
+from common.results import METRIC_TITLES, METRICS, RESULTS_NAME, RUN_PLUMBING, load_results, results_file
+from common.spaces import SPACES
 
 DEFAULT_REG_SCALE = 1e-3
 DEFAULT_REG_TYPE = "l2"
@@ -110,13 +114,13 @@ def dataset_name(dataset):
     return DATASET_NAMES.get(dataset, dataset)
 
 
-def stages_of(run):
+def run_stages(run):
     stages = run.get("stages")
     return stages if isinstance(stages, list) else []
 
 
 def is_progressive(run):
-    return len(stages_of(run)) > 1
+    return len(run_stages(run)) > 1
 
 
 def k_of(run):
@@ -140,9 +144,42 @@ def plain_channels(run):
 
 
 def is_nb201(run):
-    """A NAS-Bench-201 space run (the DARTS space has no benchmark to fill these tables)."""
-    space = str(run["args"].get("space", "201")).lower()
-    return space in ("201", "nb201", "nas-bench-201", "nasbench201")
+    """A run of a space with a benchmark to fill these tables (NAS-Bench-201)."""
+    space = SPACES.get(str(run.get("space")))
+    return space is not None and space.benchmark
+
+
+# Flags a table's rows already tell apart (the row key), beside the seed and the run plumbing.
+KEYED = {"a": {"method", "dataset"},
+         "b": {"method", "dataset", "k", "ks", "num_keeps", "train_epochs", "arch_start_epoch"},
+         "c": {"method", "dataset", "reg_type", "reg_scale"}}
+
+
+def setting(run, keyed):
+    """The run's flags apart from the seed, the run plumbing and the row key, as a hashable value."""
+    ignored = RUN_PLUMBING | keyed | {"seed"}
+    return tuple(sorted((key, repr(value)) for key, value in run["args"].items() if key not in ignored))
+
+
+def split_settings(groups, keyed):
+    """{key: runs} -> [(key, label, runs)]: the runs of a key split by their other flags; the
+    label names the flags that differ between the splits of the key ('' when there is one)."""
+    out = []
+    for key, runs in groups.items():
+        splits = defaultdict(list)
+        for run in runs:
+            splits[setting(run, keyed)].append(run)
+        differing = sorted({name for s in splits for name, value in s}
+                           - {name for name, value in set.intersection(*(set(s) for s in splits))})
+        for settings, group in splits.items():
+            values = dict(settings)
+            label = ", ".join(f"{name}={values.get(name, '-')}" for name in differing)
+            out.append((key, label, group))
+    return out
+
+
+def labelled(name, label):
+    return f"{name} ({label})" if label else name
 
 
 def metric(run, name):
@@ -171,7 +208,7 @@ def fmt_number(x):
 
 
 def stage_label(run):
-    stages = stages_of(run)
+    stages = run_stages(run)
     ks = "→".join(str(s.get("k", "?")) for s in stages)
     keep = "→".join(str(s.get("num_keep", "?")) for s in stages)
     return f"progressive (k {ks}, ops {keep})"
@@ -219,9 +256,9 @@ def nb201_table(runs):
     for run in chosen:
         groups[(method_of(run), dataset_of(run))].append(run)
     rows = []
-    for method, dataset in sorted(groups, key=lambda key: (method_key(key[0]), dataset_key(key[1]))):
-        group = groups[(method, dataset)]
-        rows.append([method_name(method), dataset_name(dataset)]
+    splits = split_settings(groups, KEYED["a"])
+    for (method, dataset), label, group in sorted(splits, key=lambda s: (method_key(s[0][0]), dataset_key(s[0][1]), s[1])):
+        rows.append([labelled(method_name(method), label), dataset_name(dataset)]
                     + [fmt_cell([metric(r, name) for r in group]) for _, name in NB201_COLUMNS])
     left_out = sum(1 for r in runs if is_nb201(r)) - len(chosen)
     notes = [STD_NOTE,
@@ -243,18 +280,17 @@ def partial_channel_table(runs):
         return None
     groups = defaultdict(list)
     for run in chosen:
-        setting = (1, stage_label(run)) if is_progressive(run) else (0, f"k={k_of(run)}", k_of(run))
-        groups[(method_of(run), dataset_of(run), setting)].append(run)
+        row_setting = (1, stage_label(run)) if is_progressive(run) else (0, f"k={k_of(run)}", k_of(run))
+        groups[(method_of(run), dataset_of(run), row_setting)].append(run)
 
     def order(key):
-        method, dataset, setting = key
-        return (dataset_key(dataset), method_key(method), setting)
+        method, dataset, row_setting = key
+        return (dataset_key(dataset), method_key(method), row_setting)
 
     rows = []
-    for key in sorted(groups, key=order):
-        method, dataset, setting = key
-        group = groups[key]
-        rows.append([setting[1], method_name(method), dataset_name(dataset),
+    for (method, dataset, row_setting), label, group in sorted(split_settings(groups, KEYED["b"]),
+                                                               key=lambda s: (order(s[0]), s[1])):
+        rows.append([row_setting[1], labelled(method_name(method), label), dataset_name(dataset),
                      fmt_cell([test_accuracy(r) for r in group]),
                      fmt_mean([r.get("peak_memory_mb") for r in group])])
     devices = sorted({device_of(r) for r in chosen})
@@ -283,11 +319,11 @@ def anchor_table(runs):
         return (dataset_key(dataset), method_key(method), reg_type != DEFAULT_REG_TYPE, reg_type, scale)
 
     rows = []
-    for key in sorted(groups, key=order):
+    for key, label, group in sorted(split_settings(groups, KEYED["c"]), key=lambda s: (order(s[0]), s[1])):
         method, dataset, (reg_type, scale) = key
-        label = fmt_number(scale) + ("" if reg_type == DEFAULT_REG_TYPE else f" ({reg_type})")
-        rows.append([label, method_name(method), dataset_name(dataset),
-                     fmt_cell([test_accuracy(r) for r in groups[key]])])
+        anchor = fmt_number(scale) + ("" if reg_type == DEFAULT_REG_TYPE else f" ({reg_type})")
+        rows.append([anchor, labelled(method_name(method), label), dataset_name(dataset),
+                     fmt_cell([test_accuracy(r) for r in group])])
     notes = [STD_NOTE,
              "λ = --reg_scale: Adam weight decay on alpha for --reg_type l2 (the default), the "
              "weight of the KL term for --reg_type kl. Test accuracy (%) in NAS-Bench-201 on the "
@@ -317,7 +353,6 @@ def build_parser():
                    help="search run folders (each with results.json), or folders above them with --recursive")
     p.add_argument("--recursive", action="store_true",
                    help="use every results.json found in the folders below the given ones")
-    p.add_argument("--format", default="markdown", choices=["markdown"], help="output format")
     p.add_argument("--out", default=None, metavar="FILE", help="write the tables here (default: stdout)")
     p.add_argument("--include_unfinished", action="store_true",
                    help="also use runs that have not finished (their latest values)")

@@ -29,61 +29,46 @@ import time
 import torch
 
 from common.architect import Architect
+from common.device import MEMORY_FORMATS, check_amp, resolve_device, seed_everything
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.mixed_op import reference_computation
-from common.run import check_amp, resolve_device, seed_everything
-from common.progressive import apply_masks
-from common.search import load_masks, search_step
-from common.search_script import MEMORY_FORMATS
+from common.fused import reference_computation
+from common.progressive import load_masks
+from common.search import search_step
+from common.spaces import SPACES
 
 
-def build_201(args):
-    from space201.model_search import Network
-
-    return Network(args.init_channels, args.num_cells, 10, args.method, args.k)
-
-
-def build_darts(args):
-    from darts_space.model_search import Network
-
-    return Network(args.init_channels, 10, args.layers, args.method, args.k)
+def network_flags(args):
+    """The network flags of the chosen space, ours where given, the registry's defaults otherwise."""
+    space = SPACES[args.space]
+    given = {"init_channels": args.init_channels, "num_cells": args.num_cells, "layers": args.layers,
+             "method": args.method}
+    return {key: given[key] if given.get(key) is not None else value for key, value in space.network_defaults.items()}
 
 
-def build_imagenet(args):
-    from darts_space.model_search_imagenet import Network
-
-    return Network(args.init_channels, 1000, args.layers, args.method, args.k)
-
-
-SPACES = {"201": build_201, "darts": build_darts, "imagenet": build_imagenet}
-DEFAULTS = {  # init_channels, layers, input shape, classes, k
-    "201": (16, None, (3, 32, 32), 10, 1), "darts": (36, 20, (3, 32, 32), 10, 6),
-    "imagenet": (48, 14, (3, 224, 224), 1000, 6)}
-
-
-def build(args, device):
+def build(args, device, k):
     """The space's search network (pruned to --num_keep ops per edge), its architect and SGD."""
-    model = SPACES[args.space](args).to(device, memory_format=MEMORY_FORMATS[args.memory_format])
+    space = SPACES[args.space]
+    model = space.build(network_flags(args), num_classes=space.num_classes, k=k)
+    model = model.to(device, memory_format=MEMORY_FORMATS[args.memory_format])
     if args.num_keep:  # a later progressive stage; kept: the last (costliest) ops of every edge
-        num_ops = next(iter(model.arch_weights().values())).num_ops
+        num_ops = len(space.op_names)
         load_masks(model, {name: [list(range(num_ops - args.num_keep, num_ops))] * arch.num_edges
-                           for name, arch in model.arch_weights().items()})
-        apply_masks(model)
+                           for name, arch in model.arch_distributions().items()})
     architect = Architect(model, lr=3e-4, reg_scale=1e-3, unrolled=args.unrolled, amp=args.amp)
-    optimizer = torch.optim.SGD(model.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
-    return model, architect, optimizer, DEFAULTS[args.space][2]
+    optimizer = torch.optim.SGD(model.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+    return model, architect, optimizer
 
 
 def build_parser():
     p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="201", choices=sorted(SPACES))
-    p.add_argument("--k", type=int, default=None, help="default: 1 (201), 6 (darts, imagenet)")
+    p.add_argument("--space", default="201", choices=sorted(SPACES), help="a search space of common/spaces.py")
+    p.add_argument("--k", type=int, default=None, help="default: the space's first stage (1 for 201, 6 for darts, imagenet)")
     p.add_argument("--num_keep", type=int, default=None,
                    help="ops kept per edge (a progressive stage after pruning; default: all)")
     p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--init_channels", type=int, default=None, help="default: 16 (201), 36 (darts), 48 (imagenet)")
-    p.add_argument("--num_cells", type=int, default=5, help="N of the 201 space")
-    p.add_argument("--layers", type=int, default=None, help="cells of the DARTS space: 20 (darts), 14 (imagenet)")
+    p.add_argument("--init_channels", type=int, default=None, help="default: the space's (16, 36, 48)")
+    p.add_argument("--num_cells", type=int, default=None, help="N of the 201 space (default 5)")
+    p.add_argument("--layers", type=int, default=None, help="cells of the DARTS space (default 20; imagenet 14)")
     p.add_argument("--method", default="dirichlet")
     p.add_argument("--unrolled", action="store_true")
     p.add_argument("--memory_format", default="channels_last", choices=sorted(MEMORY_FORMATS))
@@ -172,14 +157,13 @@ def compare(argv):
 
 def loader_speed(args, device):
     """Images per second of the ImageNet search loader (its training half), per backend."""
-    from common.imagenet import imagenet_search_loaders, loader_images_per_second
+    from common.imagenet_loader import folder_search_loaders, loader_images_per_second
 
     speeds = {}
     for backend in ("workers", "decode"):
-        train, _, _, _ = imagenet_search_loaders(
-            args.loader_data, args.batch_size, device, args.seed, workers=args.workers, backend=backend,
-            memory_format=MEMORY_FORMATS[args.memory_format])
-        speeds[backend] = loader_images_per_second(train, args.loader_batches)
+        loaders = folder_search_loaders(args.loader_data, args.batch_size, device, args.seed, workers=args.workers,
+                                        backend=backend, memory_format=MEMORY_FORMATS[args.memory_format])
+        speeds[backend] = loader_images_per_second(loaders.train, args.loader_batches)
     return speeds
 
 
@@ -207,36 +191,20 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-@exit_on_user_error
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    if args.memory_table:
-        return memory_table(sys.argv[1:] if argv is None else list(argv))
-    if args.compare:
-        return compare(sys.argv[1:] if argv is None else list(argv))
-    device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    seed_everything(args.seed)
-    channels, layers, _, num_classes, k = DEFAULTS[args.space]
-    args.init_channels, args.layers = args.init_channels or channels, args.layers or layers
-    args.k = args.k or k
-    if args.amp:
-        check_amp(device)
-    if args.init_channels % args.k:
-        raise UserError(f"--k {args.k} does not divide --init_channels {args.init_channels}")
-    model, architect, optimizer, shape = build(args, device)
+def random_batches(args, space, device, count=4):
+    """(weight batch, architecture batch) pairs of random images of the space's input shape."""
     g = torch.Generator().manual_seed(args.seed)
 
     def batch():
-        x = torch.randn(args.batch_size, *shape, generator=g).to(device)
+        x = torch.randn(args.batch_size, *space.input_shape, generator=g).to(device)
         x = x.contiguous(memory_format=MEMORY_FORMATS[args.memory_format])
-        return x, torch.randint(0, num_classes, (args.batch_size,), generator=g).to(device)
+        return x, torch.randint(0, space.num_classes, (args.batch_size,), generator=g).to(device)
 
-    batches = [(batch(), batch()) for _ in range(4)]
-    setup_rss = rss_mb()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    return [(batch(), batch()) for _ in range(count)]
+
+
+def step_times(args, model, architect, optimizer, batches, device):
+    """The seconds of each timed step (after the untimed warm-up steps)."""
     times = []
     with reference_computation() if args.reference else contextlib.nullcontext():
         for step in range(args.warmup + args.steps):
@@ -247,15 +215,19 @@ def main(argv=None):
             synchronize(device)
             if step >= args.warmup:
                 times.append(time.perf_counter() - start)
+    return times
+
+
+def report_of(args, k, model, times, device, setup_rss):
     median = statistics.median(times)
     report = {
-        "space": args.space, "k": args.k, "num_keep": args.num_keep, "batch_size": args.batch_size, "init_channels": args.init_channels,
-        "num_cells": args.num_cells, "layers": args.layers, "method": args.method, "unrolled": args.unrolled,
+        "space": args.space, "k": k, "num_keep": args.num_keep, "batch_size": args.batch_size,
+        **network_flags(args), "unrolled": args.unrolled,
         "memory_format": args.memory_format, "amp": args.amp, "reference": args.reference,
         "device": str(device), "threads": torch.get_num_threads(),
         "steps": args.steps, "median_step_s": median, "mean_step_s": statistics.fmean(times),
         "images_per_s": args.batch_size / median,
-        "weights": sum(p.numel() for p in model.weights()),
+        "weights": sum(p.numel() for p in model.weight_parameters()),
         "torch": str(torch.__version__), "cpu": platform.processor() or platform.machine(),
     }
     if device.type == "cuda":
@@ -264,11 +236,37 @@ def main(argv=None):
     else:
         report["peak_memory_mb"] = rss_mb()
         report["setup_rss_mb"] = setup_rss
+    return report
+
+
+@exit_on_user_error
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.memory_table:
+        return memory_table(sys.argv[1:] if argv is None else list(argv))
+    if args.compare:
+        return compare(sys.argv[1:] if argv is None else list(argv))
+    space, device = SPACES[args.space], resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed)
+    k = args.k or space.k
+    if args.amp:
+        check_amp(device)
+    if network_flags(args)["init_channels"] % k:
+        raise UserError(f"--k {k} does not divide --init_channels {network_flags(args)['init_channels']}")
+    model, architect, optimizer = build(args, device, k)
+    batches = random_batches(args, space, device)
+    setup_rss = rss_mb()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = step_times(args, model, architect, optimizer, batches, device)
+    report = report_of(args, k, model, times, device, setup_rss)
     if args.loader_data:
         report["loader_images_per_s"] = loader_speed(args, device)
     if args.hessian_batches:
         hessian_batches = [train for train, _ in batches][:args.hessian_batches]
-        report.update(hessian_cost(model, hessian_batches, median, args.epoch_steps, device))
+        report.update(hessian_cost(model, hessian_batches, report["median_step_s"], args.epoch_steps, device))
     json.dump(report, sys.stdout, indent=1)
     print()
     return report

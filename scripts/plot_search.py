@@ -9,7 +9,7 @@ Writes three PNG files into `--out` (default: the first RUN_DIR):
   architectures sampled from the Dirichlet (`exploration`, recorded with --sample_archs),
   their mean (thin line) and the accuracy of the Dirichlet-mean architecture (solid line);
   below it, the number of distinct sampled architectures.
-- eigenvalue.png (figures 4-5): the dominant Hessian eigenvalue of the validation loss with
+- eigenvalue.png (figures 4-5): the largest Hessian eigenvalue of the validation loss with
   respect to the architecture parameters (recorded with --hessian_freq), one line per run.
 - edges.png: the expected mixing weight (Dirichlet mean) of every op on every edge over
   the epochs, one subplot per edge; of the first run, or of --edges_run INDEX.
@@ -23,9 +23,7 @@ from pathlib import Path
 
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 from common.results import METRIC_TITLES, METRICS, load_results
-NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-DARTS_OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
-             "dil_conv_3x3", "dil_conv_5x5")
+
 METHOD_NAMES = {"darts": "DARTS", "snas": "SNAS", "gdas": "GDAS", "dirichlet": "DrNAS"}
 FIGURES = ("exploration.png", "eigenvalue.png", "edges.png")
 
@@ -66,27 +64,22 @@ def default_labels(runs):
 
 
 def op_names(run, n_ops):
-    space = str(run["args"].get("space", "")).lower()
-    if space == "darts" or (not space and n_ops == len(DARTS_OPS)):
-        names = DARTS_OPS
-    elif space in ("201", "nb201") or (not space and n_ops == len(NB201_OPS)):
-        names = NB201_OPS
-    else:
-        names = ()
-    return list(names) if len(names) == n_ops else [f"op{i}" for i in range(n_ops)]
+    """The run's recorded op names (results.json `op_names`), or op0, op1, ... without them."""
+    names = run.get("op_names")
+    if isinstance(names, list) and len(names) == n_ops:
+        return [str(name) for name in names]
+    return [f"op{i}" for i in range(n_ops)]
 
 
-def edge_names(n_edges, cell):
-    """NAS-Bench-201: 'i←j' for the 6 edges of 4 nodes; DARTS: intermediate nodes 2..5 with
-    inputs 0, 1 (the two previous cells) and the earlier nodes; otherwise 'edge N'."""
+def edge_names(run, n_edges, cell):
+    """The run's recorded edge labels of `cell` (results.json `edge_labels`, e.g. "2<-0", shown
+    as 2←0), or "edge N" without them; the cell type leads when there are several."""
     prefix = "" if cell == "cell" else f"{cell} "
-    if n_edges == 6:
-        pairs = [(i, j) for i in range(1, 4) for j in range(i)]
-    elif n_edges == 14:
-        pairs = [(i, j) for i in range(2, 6) for j in range(i)]
-    else:
-        return [f"{prefix}edge {e}" for e in range(n_edges)]
-    return [f"{prefix}{i}←{j}" for i, j in pairs]
+    labels = run.get("edge_labels", {})
+    labels = labels.get(cell) if isinstance(labels, dict) else None
+    if isinstance(labels, list) and len(labels) == n_edges:
+        return [prefix + str(label).replace("<-", "←") for label in labels]
+    return [f"{prefix}edge {e}" for e in range(n_edges)]
 
 
 def stage_starts(epochs):
@@ -219,7 +212,7 @@ def plot_eigenvalue(runs, labels, out, note):
         plt.close(fig)
         note("note: eigenvalue.png not drawn: no run has hessian_eigenvalue values")
         return None
-    epoch_axis(ax, "dominant eigenvalue", "Dominant Hessian eigenvalue of the validation loss w.r.t. α",
+    epoch_axis(ax, "largest eigenvalue", "Largest Hessian eigenvalue of the validation loss w.r.t. α",
                fontsize=11)
     ax.legend(fontsize=8)
     return save_figure(fig, out, "eigenvalue.png")
@@ -257,6 +250,50 @@ def edge_series(run, note, label):
     return out
 
 
+def edge_layout(series):
+    """(cell, edges, ops, columns) per cell type, and the shared number of columns."""
+    layout = []
+    for cell, (_, weights) in series.items():
+        n_edges = max(len(w) for w in weights)
+        n_ops = max(len(edge) for w in weights for edge in w)
+        layout.append((cell, n_edges, n_ops, 3 if n_edges <= 6 else 7 if n_edges == 14 else min(n_edges, 5)))
+    return layout, max(item[3] for item in layout)
+
+
+def y_range(series):
+    """One y range for all edges, fitted to the data (early in a search the weights sit near 1/ops)."""
+    values = [v for _, weights in series.values() for w in weights for edge in w for v in edge if v is not None]
+    low, high = min(values), max(values)
+    pad = max(0.06 * (high - low), 1e-3)
+    return max(0.0, low - pad), min(1.0, high + pad)
+
+
+def stage_segments(epochs, boundaries):
+    """(start, end) index ranges of the epochs of each stage: pruning and widening happen between
+    two epochs, so the lines break there."""
+    cuts = [0] + [i for i, ep in enumerate(epochs) if i and any(epochs[i - 1] < b <= ep for b in boundaries)]
+    return list(zip(cuts, cuts[1:] + [len(epochs)]))
+
+
+def draw_edge(ax, epochs, weights, edge, n_ops, segments, boundaries, colors):
+    """One edge's op weights over the epochs; returns the line of every op."""
+    lines = []
+    for op in range(n_ops):
+        ys = [w[edge][op] if edge < len(w) and op < len(w[edge]) and w[edge][op] is not None
+              else float("nan") for w in weights]
+        for lo, hi in segments:
+            (line,) = ax.plot(epochs[lo:hi], ys[lo:hi], color=colors[op % len(colors)],
+                              linewidth=1.3, marker="." if hi - lo == 1 else None)
+        lines.append(line)
+    for start in boundaries:
+        ax.axvline(start - 0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+    return lines
+
+
 def plot_edges(run, label, out, note):
     series = edge_series(run, note, label)
     series = {cell: data for cell, data in series.items() if data[1] and data[1][-1]}
@@ -264,66 +301,35 @@ def plot_edges(run, label, out, note):
         note(f"note: edges.png not drawn: {label} ({run['dir']}) has no architecture records")
         return None
     plt = pyplot()
-    cells = list(series)
-    layout = []  # (cell, n_edges, n_ops, ncols)
-    for cell in cells:
-        n_edges = max(len(w) for w in series[cell][1])
-        n_ops = max(len(edge) for w in series[cell][1] for edge in w)
-        ncols = 3 if n_edges <= 6 else 7 if n_edges == 14 else min(n_edges, 5)
-        layout.append((cell, n_edges, n_ops, ncols))
-    ncols = max(item[3] for item in layout)
-    nrows_per_cell = [math.ceil(n_edges / ncols) for _, n_edges, _, _ in layout]
-    nrows = sum(nrows_per_cell)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 2.3 * nrows + 0.9),
+    layout, ncols = edge_layout(series)
+    rows_of = [math.ceil(n_edges / ncols) for _, n_edges, _, _ in layout]
+    fig, axes = plt.subplots(sum(rows_of), ncols, figsize=(2.9 * ncols, 2.3 * sum(rows_of) + 0.9),
                              sharex=True, sharey=True, squeeze=False)
-    values = [v for cell in cells for w in series[cell][1] for edge in w for v in edge if v is not None]
-    # One y range for all edges, fitted to the data (early in a search the weights sit near 1/ops).
-    low, high = min(values), max(values)
-    pad = max(0.06 * (high - low), 1e-3)
-    ylim = (max(0.0, low - pad), min(1.0, high + pad))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    handles, names_seen = {}, []
-    row = 0
-    for (cell, n_edges, n_ops, _), nrows_cell in zip(layout, nrows_per_cell):
+    ylim, colors = y_range(series), plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    boundaries, handles, row = stage_starts(epochs_of(run)), {}, 0
+    for (cell, n_edges, n_ops, _), rows in zip(layout, rows_of):
         epochs, weights = series[cell]
-        names = op_names(run, n_ops)
-        titles = edge_names(n_edges, cell)
-        boundaries = stage_starts(epochs_of(run))
-        cuts = [0] + [i for i, ep in enumerate(epochs) if i and any(epochs[i - 1] < b <= ep for b in boundaries)]
-        segments = list(zip(cuts, cuts[1:] + [len(epochs)]))
-        for edge in range(nrows_cell * ncols):
+        names, titles = op_names(run, n_ops), edge_names(run, n_edges, cell)
+        segments = stage_segments(epochs, boundaries)
+        for edge in range(rows * ncols):
             ax = axes[row + edge // ncols][edge % ncols]
             if edge >= n_edges:
                 ax.axis("off")
                 continue
-            for op in range(n_ops):
-                ys = [w[edge][op] if edge < len(w) and op < len(w[edge]) and w[edge][op] is not None
-                      else float("nan") for w in weights]
-                # one line piece per stage: pruning and widening happen between two epochs
-                for lo, hi in segments:
-                    (line,) = ax.plot(epochs[lo:hi], ys[lo:hi], color=colors[op % len(colors)],
-                                      linewidth=1.3, marker="." if hi - lo == 1 else None)
-                if names[op] not in handles:
-                    handles[names[op]] = line
-                    names_seen.append(names[op])
-            for start in boundaries:
-                ax.axvline(start - 0.5, color="grey", linewidth=0.8, linestyle=":")
+            for name, line in zip(names, draw_edge(ax, epochs, weights, edge, n_ops, segments, boundaries, colors)):
+                handles.setdefault(name, line)
             ax.set_title(titles[edge], fontsize=9)
             ax.set_ylim(*ylim)
-            ax.ticklabel_format(axis="y", useOffset=False)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.grid(alpha=0.3)
-            ax.tick_params(labelsize=7)
             if edge % ncols == 0:
                 ax.set_ylabel("weight", fontsize=8)
-            if edge // ncols == nrows_cell - 1 or edge + ncols >= n_edges:
+            if edge // ncols == rows - 1 or edge + ncols >= n_edges:
                 ax.set_xlabel("epoch", fontsize=8)
                 ax.xaxis.set_tick_params(labelbottom=True)
-        row += nrows_cell
-    fig.legend([handles[n] for n in names_seen], names_seen, loc="lower center",
-               ncol=min(len(names_seen), 7), fontsize=8, frameon=False)
+        row += rows
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 7),
+               fontsize=8, frameon=False)
     fig.suptitle(f"Expected op weight (Dirichlet mean) per edge: {label}", fontsize=11)
-    height = 2.3 * nrows + 0.9
+    height = 2.3 * sum(rows_of) + 0.9
     return save_figure(fig, out, "edges.png", dpi=110, rect=(0, 0.4 / height, 1, 1 - 0.35 / height))
 
 

@@ -18,7 +18,7 @@ class TinySearchModel(nn.Module):
         w = F.softmax(self.alpha, 0)
         return sum(wi * torch.tanh(op(x)) for wi, op in zip(w, self.ops))
 
-    def weights(self):
+    def weight_parameters(self):
         return list(self.ops.parameters())
 
     def arch_parameters(self):
@@ -41,11 +41,11 @@ def test_finite_difference_hessian_vector_product_matches_double_backward():
     x, y, *_ = batches()
     x = x.double()
     architect = Architect(model, lr=1e-3, reg_type="l2")
-    vector = [torch.randn_like(w) for w in model.weights()]
-    approx = architect.hessian_vector_product(vector, x, y)
+    vector = [torch.randn_like(w) for w in model.weight_parameters()]
+    approx = architect.finite_difference_product(vector, x, y)
 
     loss = model.loss(x, y)
-    grad_w = torch.autograd.grad(loss, model.weights(), create_graph=True)
+    grad_w = torch.autograd.grad(loss, model.weight_parameters(), create_graph=True)
     dot = sum((g * v).sum() for g, v in zip(grad_w, vector))
     exact = torch.autograd.grad(dot, model.arch_parameters())
     # central differences are O(r^2): relative error well under 1e-3 here
@@ -57,7 +57,7 @@ def exact_unrolled_gradient(model, lr, momentum_buffers, weight_decay, batch):
     """d L_val(w - lr * (m * buf + dL_train/dw + wd * w), alpha) / d alpha, differentiating
     through the virtual step exactly (create_graph), minus nothing: the true hypergradient."""
     x_t, y_t, x_v, y_v = batch
-    weights, alpha = model.weights(), model.arch_parameters()
+    weights, alpha = model.weight_parameters(), model.arch_parameters()
     grad_w = torch.autograd.grad(model.loss(x_t, y_t), weights, create_graph=True)
     virtual = [w - lr * (0.9 * b + g + weight_decay * w) for w, g, b in zip(weights, grad_w, momentum_buffers)]
     params = dict(zip([n for n, _ in model.ops.named_parameters()], virtual))
@@ -75,20 +75,20 @@ def test_unrolled_step_follows_the_exact_second_order_gradient():
     torch.manual_seed(0)
     model = TinySearchModel().double()
     batch = [t.double() if t.is_floating_point() else t for t in batches()]
-    weight_optimizer = torch.optim.SGD(model.weights(), lr=0.5, momentum=0.9, weight_decay=3e-4)
+    weight_optimizer = torch.optim.SGD(model.weight_parameters(), lr=0.5, momentum=0.9, weight_decay=3e-4)
     model.loss(*batch[:2]).backward()
     weight_optimizer.step()  # creates momentum buffers
     weight_optimizer.zero_grad()
-    buffers = [weight_optimizer.state[w]["momentum_buffer"].clone() for w in model.weights()]
+    buffers = [weight_optimizer.state[w]["momentum_buffer"].clone() for w in model.weight_parameters()]
     lr = 0.5
     exact = exact_unrolled_gradient(model, lr, buffers, 3e-4, batch)
 
     architect = Architect(model, lr=1e-2, reg_type="l2", reg_scale=0.0, unrolled=True)
-    weights_before = [w.detach().clone() for w in model.weights()]
+    weights_before = [w.detach().clone() for w in model.weight_parameters()]
     _, approx = architect.unrolled_grads(*batch, lr, weight_optimizer)
     assert torch.allclose(approx[0], exact, rtol=1e-3, atol=1e-7), (approx[0], exact)
     # the virtual step is undone exactly
-    assert all(torch.equal(w, w0) for w, w0 in zip(model.weights(), weights_before))
+    assert all(torch.equal(w, w0) for w, w0 in zip(model.weight_parameters(), weights_before))
 
     alpha_before = model.alpha.detach().clone()
     architect.step(*batch, lr=lr, weight_optimizer=weight_optimizer)
@@ -108,5 +108,5 @@ def test_first_order_step_computes_no_weight_gradients_and_uses_adam_weight_deca
     before = model.alpha.detach().clone()
     architect.step(*batches())
     assert not torch.equal(before, model.alpha.detach())
-    assert all(w.grad is None for w in model.weights())
+    assert all(w.grad is None for w in model.weight_parameters())
     assert Architect(model, lr=1e-2, reg_type="kl").optimizer.param_groups[0]["weight_decay"] == 0.0

@@ -19,7 +19,7 @@ from darts_space.model import (
 )
 
 
-# --- sizes (SPEC section 6) -------------------------------------------------------------------
+# --- sizes (the paper's table) -------------------------------------------------------------------
 @pytest.mark.parametrize("name, millions", [
     ("DrNAS_cifar10", 4.1), ("DARTS_V2", 3.3), ("PC_DARTS_cifar", 3.6),
 ])

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from common import progressive
 from common.mixed_op import PrunedOp
-from common.search import load_masks, masks
+from common.progressive import load_masks, masks
 from darts_space.genotypes import (GENOTYPES, Genotype, derive, genotype_from_json, genotype_to_json,
                                    num_edges)
 from darts_space.model_search import Network
@@ -117,7 +117,7 @@ def test_the_network_derives_the_published_genotypes(method):
 def test_derivation_after_pruning_ignores_pruned_ops():
     torch.manual_seed(0)
     model = Network(C=4, num_classes=10, layers=5)
-    arch = model.arch_weights()["normal"]
+    arch = model.arch_distributions()["normal"]
     with torch.no_grad():
         arch.alpha[:, P("sep_conv_3x3")] = 1.0
         arch.alpha[:, P("skip_connect")] = 0.5
@@ -218,17 +218,17 @@ def test_tiny_network_trains_and_derives_a_valid_genotype():
     assert logits.shape == (2, 10)
     F.cross_entropy(logits, y).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.arch_parameters())
-    assert all(p.grad is not None for p in model.weights())
-    n_weights = len(model.weights())
+    assert all(p.grad is not None for p in model.weight_parameters())
+    n_weights = len(model.weight_parameters())
     assert n_weights + 2 == len(list(model.parameters()))
     assert torch.isfinite(model.anchor_kl()) and model.anchor_kl().requires_grad
     check_genotype(model.genotype())
-    draws = {name: arch.sample_many(3) for name, arch in model.arch_weights().items()}
+    draws = {name: arch.sample_many(3) for name, arch in model.arch_distributions().items()}
     check_genotype(model.genotype_from({name: d[0] for name, d in draws.items()}))
 
 
 def test_partial_channels_shrink_the_ops_as_expected():
-    counts = {k: sum(p.numel() for p in tiny(k=k).weights()) for k in (1, 2)}
+    counts = {k: sum(p.numel() for p in tiny(k=k).weight_parameters()) for k in (1, 2)}
     expected = 0
     for cell in tiny().cells:
         c = cell.edges[0].channels
@@ -273,21 +273,21 @@ def test_progressive_prune_and_widen():
             alpha.normal_()
             alpha[:, P("skip_connect")] = 5.0  # FactorizedReduce kept on the stride-2 edges
             alpha[:, P("dil_conv_5x5")] = 4.0
-    optimizer = torch.optim.SGD(model.weights(), 0.1, momentum=0.9, weight_decay=3e-4)
+    optimizer = torch.optim.SGD(model.weight_parameters(), 0.1, momentum=0.9, weight_decay=3e-4)
     for _ in range(2):  # real momentum buffers and BN statistics
         optimizer.zero_grad()
         model.loss(*batch()).backward()
         optimizer.step()
 
     progressive.prune_and_widen(model, optimizer, 4, 1)
-    for name, arch in model.arch_weights().items():
+    for name, arch in model.arch_distributions().items():
         assert all(len(kept) == 4 and {P("skip_connect"), P("dil_conv_5x5")} <= set(kept) for kept in arch.kept)
     for cell_type, edge, op in model.edge_ops():
-        kept = model.arch_weights()[cell_type].kept[edge]
+        kept = model.arch_distributions()[cell_type].kept[edge]
         assert op.k == 1
         assert [isinstance(o, PrunedOp) for o in op.ops] == [o not in kept for o in range(7)]
     assert any(isinstance(op.ops[P("skip_connect")], FactorizedReduce) for _, _, op in model.edge_ops())
-    for p in model.weights():
+    for p in model.weight_parameters():
         if p in optimizer.state:
             assert optimizer.state[p]["momentum_buffer"].shape == p.shape
 
@@ -299,8 +299,8 @@ def test_progressive_prune_and_widen():
     direct = tiny(k=1)
     load_masks(direct, masks(model))
     progressive.apply_masks(direct)
-    assert sum(p.numel() for p in model.weights()) == sum(p.numel() for p in direct.weights())
-    assert [p.shape for p in model.weights()] == [p.shape for p in direct.weights()]
+    assert sum(p.numel() for p in model.weight_parameters()) == sum(p.numel() for p in direct.weight_parameters())
+    assert [p.shape for p in model.weight_parameters()] == [p.shape for p in direct.weight_parameters()]
 
 
 @pytest.mark.parametrize("unrolled, reg_type", [(False, "kl"), (True, "l2")])
@@ -308,7 +308,7 @@ def test_architect_steps_move_both_alphas(unrolled, reg_type):
     from common.architect import Architect
 
     model = tiny(k=2)
-    optimizer = torch.optim.SGD(model.weights(), 0.1, momentum=0.9, weight_decay=3e-4)
+    optimizer = torch.optim.SGD(model.weight_parameters(), 0.1, momentum=0.9, weight_decay=3e-4)
     architect = Architect(model, lr=6e-4, reg_type=reg_type, unrolled=unrolled)
     before = [a.detach().clone() for a in model.arch_parameters()]
     loss = architect.step(*batch(), *batch(), lr=0.1, weight_optimizer=optimizer)

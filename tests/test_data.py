@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import data as D
+from common import datasets, device_loader, imageset, synthetic
 from common.errors import UserError
 
 MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"
@@ -57,14 +57,14 @@ def test_cifar10_reader_bytes_keys_round_trip(tmp_path):
     test_rows[2, 1 * 1024 + 5 * 32 + 7] = 123  # channel G, row 5, column 7 of image 2
     _dump(folder / "test_batch", {b"data": test_rows, b"labels": [9, 0, 3, 1]})
 
-    train = D.load_dataset("cifar10", tmp_path, train=True, download=False)
+    train = datasets.load_dataset("cifar10", tmp_path, train=True, download=False)
     assert train.images.shape == (15, 3, 32, 32) and train.images.dtype == torch.uint8
     assert train.labels.dtype == torch.int64 and train.labels.tolist() == train_labels
     expected = torch.from_numpy(np.concatenate(train_rows)).view(15, 3, 32, 32)
     assert torch.equal(train.images, expected)
-    assert train.num_classes == 10 and train.pad == 4 and train.mean == D.CIFAR10_MEAN
+    assert train.num_classes == 10 and train.pad == 4 and train.mean == datasets.CIFAR10_MEAN
 
-    test = D.load_dataset("cifar10", str(tmp_path), train=False, download=False)
+    test = datasets.load_dataset("cifar10", str(tmp_path), train=False, download=False)
     assert test.labels.tolist() == [9, 0, 3, 1]
     assert test.images[2, 1, 5, 7].item() == 123
     assert test.images[3, 2, 31, 30].item() == test_rows[3, 2 * 1024 + 31 * 32 + 30]
@@ -78,25 +78,25 @@ def test_cifar100_reader_str_keys_fine_labels(tmp_path):
     fine = [0, 99, 42, 17, 5, 63]
     _dump(folder / "train", {"data": rows, "fine_labels": fine, "coarse_labels": [1] * 6})
     _dump(folder / "test", {"data": rows[:2], "fine_labels": fine[:2], "coarse_labels": [1, 1]})
-    train = D.load_dataset("cifar100", tmp_path, train=True, download=False)
+    train = datasets.load_dataset("cifar100", tmp_path, train=True, download=False)
     assert train.labels.tolist() == fine  # fine, not coarse, labels
-    assert train.num_classes == 100 and train.mean == D.CIFAR100_MEAN
+    assert train.num_classes == 100 and train.mean == datasets.CIFAR100_MEAN
     assert train.images[4, 0, 31, 0].item() == 77
     assert torch.equal(train.images, torch.from_numpy(rows).view(6, 3, 32, 32))
-    assert len(D.load_dataset("cifar100", tmp_path, train=False, download=False)) == 2
+    assert len(datasets.load_dataset("cifar100", tmp_path, train=False, download=False)) == 2
 
 
 def test_real_cifar10_mini_sample():
     if not (MINI / "cifar-10-batches-py").is_dir():
         pytest.skip(f"real CIFAR-10 sample not present at {MINI}")
-    train = D.load_dataset("cifar10", MINI, train=True, download=False)
-    test = D.load_dataset("cifar10", MINI, train=False, download=False)
+    train = datasets.load_dataset("cifar10", MINI, train=True, download=False)
+    test = datasets.load_dataset("cifar10", MINI, train=False, download=False)
     assert train.images.shape == (5085, 3, 32, 32) and len(test) == 1017
     assert train.num_classes == 10
     assert sorted(train.labels.unique().tolist()) == list(range(10))
     # real photos: per-channel means close to the published CIFAR-10 constants
     means = train.images.float().mean(dim=(0, 2, 3)) / 255
-    assert torch.allclose(means, torch.tensor(D.CIFAR10_MEAN), atol=0.02)
+    assert torch.allclose(means, torch.tensor(datasets.CIFAR10_MEAN), atol=0.02)
 
 
 def test_corrupt_cifar_pickle_is_user_error(tmp_path):
@@ -104,7 +104,7 @@ def test_corrupt_cifar_pickle_is_user_error(tmp_path):
     folder.mkdir()
     (folder / "test_batch").write_bytes(b"\x80\x02not a pickle at all")
     with pytest.raises(UserError) as excinfo:
-        D.load_dataset("cifar10", tmp_path, train=False, download=False)
+        datasets.load_dataset("cifar10", tmp_path, train=False, download=False)
     _assert_one_line_error(excinfo, "test_batch", "corrupt")
 
 
@@ -124,12 +124,12 @@ def test_imagenet16_filters_and_shifts_labels(tmp_path):
     val[1, 2 * 256 + 3 * 16 + 9] = 201  # channel B, row 3, column 9
     _dump(folder / "val_data", {"data": val, "labels": [121, 7, 120]})
 
-    train = D.load_dataset("imagenet16-120", tmp_path, train=True, download=False)
+    train = datasets.load_dataset("imagenet16-120", tmp_path, train=True, download=False)
     assert train.images.shape == (20, 3, 16, 16) and train.num_classes == 120 and train.pad == 2
     assert train.labels.tolist() == kept_labels
     assert min(kept_labels) == 0 and max(kept_labels) == 119
     assert torch.equal(train.images, torch.from_numpy(np.stack(kept_rows)).view(20, 3, 16, 16))
-    val_set = D.load_dataset("imagenet16-120", tmp_path, train=False)
+    val_set = datasets.load_dataset("imagenet16-120", tmp_path, train=False)
     assert val_set.labels.tolist() == [6, 119]
     assert val_set.images[0, 2, 3, 9].item() == 201  # image 1 of the file is image 0 after filtering
     assert val_set.mean == pytest.approx((122.68 / 255, 116.66 / 255, 104.01 / 255))
@@ -139,7 +139,7 @@ def test_imagenet16_missing_is_user_error(tmp_path):
     (tmp_path / "imagenet16").mkdir()
     _dump(tmp_path / "imagenet16" / "val_data", {"data": _planes(np.random.default_rng(0), 1, 16), "labels": [1]})
     with pytest.raises(UserError) as excinfo:
-        D.load_dataset("imagenet16-120", tmp_path, train=True)
+        datasets.load_dataset("imagenet16-120", tmp_path, train=True)
     _assert_one_line_error(excinfo, "train_data_batch_1", str(tmp_path / "imagenet16"))
 
 
@@ -150,12 +150,12 @@ def test_svhn_mat_layout_and_label_ten(tmp_path):
     x[4, 6, 1, 2] = 99  # row 4, column 6, channel G of image 2
     y = np.array([[10], [1], [9], [10], [5]], dtype=np.uint8)
     scipy_io.savemat(str(tmp_path / "train_32x32.mat"), {"X": x, "y": y})
-    svhn = D.load_dataset("svhn", tmp_path, train=True, download=False)
+    svhn = datasets.load_dataset("svhn", tmp_path, train=True, download=False)
     assert svhn.images.shape == (5, 3, 32, 32) and svhn.images.dtype == torch.uint8
     assert svhn.labels.tolist() == [0, 1, 9, 0, 5]
     assert svhn.images[2, 1, 4, 6].item() == 99
     assert torch.equal(svhn.images, torch.from_numpy(x).permute(3, 2, 0, 1))
-    assert svhn.mean == D.SVHN_MEAN and svhn.num_classes == 10
+    assert svhn.mean == datasets.SVHN_MEAN and svhn.num_classes == 10
 
 
 @pytest.mark.parametrize("name, cls_name, folder", [
@@ -176,9 +176,9 @@ def test_missing_dataset_download_fails_is_user_error(tmp_path, monkeypatch, nam
     before = socket.getdefaulttimeout()
     root = tmp_path / "data"
     with pytest.raises(UserError) as excinfo:
-        D.load_dataset(name, root, train=True, download=True)
+        datasets.load_dataset(name, root, train=True, download=True)
     _assert_one_line_error(excinfo, folder, str(root), "network")
-    assert seen_timeouts == [D.DOWNLOAD_TIMEOUT_S]  # the download was tried, with a bound
+    assert seen_timeouts == [datasets.DOWNLOAD_TIMEOUT_S]  # the download was tried, with a bound
     assert socket.getdefaulttimeout() == before  # and the global timeout restored
 
 
@@ -190,32 +190,32 @@ def test_missing_dataset_without_download_does_not_fetch(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tvd, "CIFAR10", must_not_run)
     with pytest.raises(UserError) as excinfo:
-        D.load_dataset("cifar10", tmp_path, download=False)
+        datasets.load_dataset("cifar10", tmp_path, download=False)
     _assert_one_line_error(excinfo, "cifar-10-batches-py", "cifar-10-python.tar.gz")
 
 
 def test_unknown_dataset_lists_known_names(tmp_path):
     with pytest.raises(UserError) as excinfo:
-        D.load_dataset("mnist", tmp_path)
-    _assert_one_line_error(excinfo, "mnist", *D.DATASETS)
-    assert set(D.DATASETS) == {"cifar10", "cifar100", "svhn", "imagenet16-120", "synthetic"}
+        datasets.load_dataset("mnist", tmp_path)
+    _assert_one_line_error(excinfo, "mnist", *datasets.DATASETS)
+    assert set(datasets.DATASETS) == {"cifar10", "cifar100", "svhn", "imagenet16-120", "synthetic"}
 
 
 # ---------------------------------------------------------------- synthetic
 
 
 def test_synthetic_deterministic_and_seed_dependent():
-    a, b = D.make_synthetic(300, seed=5), D.make_synthetic(300, seed=5)
+    a, b = synthetic.make_synthetic(300, seed=5), synthetic.make_synthetic(300, seed=5)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
-    c = D.make_synthetic(300, seed=6)
+    c = synthetic.make_synthetic(300, seed=6)
     assert not torch.equal(a.images, c.images)
     assert a.images.shape == (300, 3, 32, 32) and a.images.dtype == torch.uint8
     assert a.labels.bincount().tolist() == [30] * 10  # balanced
-    train = D.load_dataset("synthetic", "unused-root", train=True)
-    test = D.load_dataset("synthetic", "unused-root", train=False)
+    train = datasets.load_dataset("synthetic", "unused-root", train=True)
+    test = datasets.load_dataset("synthetic", "unused-root", train=False)
     assert (len(train), len(test)) == (5000, 1000)
     assert not torch.equal(train.images[:1000], test.images)
-    assert train.mean == D.SYNTHETIC_MEAN and train.pad == 4
+    assert train.mean == synthetic.SYNTHETIC_MEAN and train.pad == 4
 
 
 def _phase_free_features(s):
@@ -227,7 +227,7 @@ def _phase_free_features(s):
 
 
 def test_synthetic_classes_are_learnable():
-    train, test = D.make_synthetic(2000, seed=0), D.make_synthetic(500, seed=1)
+    train, test = synthetic.make_synthetic(2000, seed=0), synthetic.make_synthetic(500, seed=1)
     f_train, f_test = _phase_free_features(train), _phase_free_features(test)
     centroids = torch.stack([f_train[train.labels == k].mean(0) for k in range(10)])
     # the class-conditional means differ ...
@@ -245,7 +245,7 @@ def test_synthetic_classes_are_learnable():
 
 @pytest.mark.parametrize("n, portion, split", [(10, 0.5, 5), (11, 0.5, 5), (7, 0.3, 2), (50000, 0.5, 25000)])
 def test_search_split(n, portion, split):
-    weight, arch = D.search_split(n, portion)
+    weight, arch = datasets.search_split(n, portion)
     assert list(weight) == list(range(split))
     assert list(arch) == list(range(split, n))
     assert not set(weight) & set(arch) and len(weight) + len(arch) == n
@@ -253,14 +253,14 @@ def test_search_split(n, portion, split):
 
 def test_search_split_rejects_empty_side():
     with pytest.raises(UserError):
-        D.search_split(10, 1.0)
+        datasets.search_split(10, 1.0)
     with pytest.raises(UserError):
-        D.search_split(10, 0.05)
+        datasets.search_split(10, 0.05)
 
 
 def test_subset_keeps_constants():
-    s = D.make_synthetic(20, seed=0)
-    sub = D.subset(s, [3, 1, 7])
+    s = synthetic.make_synthetic(20, seed=0)
+    sub = imageset.subset(s, [3, 1, 7])
     assert torch.equal(sub.images, s.images[[3, 1, 7]]) and sub.labels.tolist() == s.labels[[3, 1, 7]].tolist()
     assert (sub.num_classes, sub.mean, sub.std, sub.pad) == (s.num_classes, s.mean, s.std, s.pad)
 
@@ -282,7 +282,7 @@ def _batches(loader):
 
 def test_loader_shapes_and_exact_normalisation():
     images, labels = _indexed(37)
-    loader = D.DeviceLoader(images, labels, batch_size=8, mean=MEAN, std=STD, device="cpu", seed=3)
+    loader = device_loader.DeviceLoader(images, labels, batch_size=8, mean=MEAN, std=STD, device="cpu", seed=3)
     assert len(loader) == 5
     batches = _batches(loader)
     assert [x.shape[0] for x, _ in batches] == [8, 8, 8, 8, 5]
@@ -299,7 +299,7 @@ def test_loader_shapes_and_exact_normalisation():
 
 def test_loader_drop_last_and_no_shuffle():
     images, labels = _indexed(37)
-    loader = D.DeviceLoader(images, labels, batch_size=8, mean=MEAN, std=STD, device="cpu",
+    loader = device_loader.DeviceLoader(images, labels, batch_size=8, mean=MEAN, std=STD, device="cpu",
                             shuffle=False, drop_last=True)
     batches = _batches(loader)
     assert len(loader) == len(batches) == 4 and all(x.shape[0] == 8 for x, _ in batches)
@@ -316,7 +316,7 @@ def _coded_images(n):
 
 def test_loader_crop_and_flip_match_torchvision_semantics():
     images, labels = _coded_images(200)
-    loader = D.DeviceLoader(images, labels, batch_size=50, mean=MEAN, std=STD, device="cpu",
+    loader = device_loader.DeviceLoader(images, labels, batch_size=50, mean=MEAN, std=STD, device="cpu",
                             pad=4, flip=True, seed=1)
     shifts, flips = set(), []
     for x, _ in loader:
@@ -344,7 +344,7 @@ def test_loader_crop_and_flip_match_torchvision_semantics():
 
 def test_loader_constant_image_padding_value():
     images = torch.full((64, 3, 32, 32), 200, dtype=torch.uint8)
-    loader = D.DeviceLoader(images, torch.zeros(64, dtype=torch.long), batch_size=64, mean=MEAN,
+    loader = device_loader.DeviceLoader(images, torch.zeros(64, dtype=torch.long), batch_size=64, mean=MEAN,
                             std=STD, device="cpu", pad=4, seed=0)
     (x, _), = list(loader)
     m, s = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
@@ -357,7 +357,7 @@ def test_loader_constant_image_padding_value():
 
 def test_loader_cutout_zeroes_a_clipped_square():
     images = torch.full((300, 3, 32, 32), 200, dtype=torch.uint8)
-    loader = D.DeviceLoader(images, torch.zeros(300, dtype=torch.long), batch_size=100, mean=MEAN,
+    loader = device_loader.DeviceLoader(images, torch.zeros(300, dtype=torch.long), batch_size=100, mean=MEAN,
                             std=STD, device="cpu", cutout=8, seed=2)
     full_sides = 0
     for x, _ in loader:
@@ -377,7 +377,7 @@ def test_loader_cutout_zeroes_a_clipped_square():
 
 def test_loader_same_seed_same_batches_and_resume():
     images, labels = _indexed(50)
-    make = lambda seed: D.DeviceLoader(images, labels, batch_size=16, mean=MEAN, std=STD, device="cpu",
+    make = lambda seed: device_loader.DeviceLoader(images, labels, batch_size=16, mean=MEAN, std=STD, device="cpu",
                                        pad=4, flip=True, cutout=6, seed=seed)
     a, b = make(7), make(7)
     for (xa, ya), (xb, yb) in zip(_batches(a), _batches(b)):
@@ -399,23 +399,23 @@ def test_loader_same_seed_same_batches_and_resume():
 
 
 def test_from_imageset_train_and_eval():
-    s = D.make_synthetic(40, seed=0)
-    ev = D.DeviceLoader.from_imageset(s, range(10, 30), train=False, batch_size=8, device="cpu", seed=0)
+    s = synthetic.make_synthetic(40, seed=0)
+    ev = device_loader.DeviceLoader.from_imageset(s, range(10, 30), train=False, batch_size=8, device="cpu", seed=0)
     assert len(ev) == 3 and ev.num_images == 20
     x = torch.cat([x for x, _ in ev])
     y = torch.cat([y for _, y in ev])
-    expected = D.DeviceLoader(s.images[10:30], s.labels[10:30], batch_size=20, mean=s.mean, std=s.std,
+    expected = device_loader.DeviceLoader(s.images[10:30], s.labels[10:30], batch_size=20, mean=s.mean, std=s.std,
                               device="cpu", shuffle=False)
     (xe, ye), = list(expected)
     assert torch.equal(x, xe) and torch.equal(y, ye)  # eval: in order, no augmentation
-    tr = D.DeviceLoader.from_imageset(s, train=True, batch_size=8, device="cpu", seed=0, cutout=4)
+    tr = device_loader.DeviceLoader.from_imageset(s, train=True, batch_size=8, device="cpu", seed=0, cutout=4)
     assert (tr.pad, tr.flip, tr.shuffle, tr.cutout) == (4, True, True, 4)
 
 
 def test_cycle_runs_past_one_epoch():
     images, labels = _indexed(10)
-    loader = D.DeviceLoader(images, labels, batch_size=4, mean=MEAN, std=STD, device="cpu", seed=0)
-    stream = D.cycle(loader)
+    loader = device_loader.DeviceLoader(images, labels, batch_size=4, mean=MEAN, std=STD, device="cpu", seed=0)
+    stream = device_loader.cycle(loader)
     ys = [next(stream)[1] for _ in range(7)]
     assert sorted(torch.cat(ys[:3]).tolist()) == list(range(10))
     assert sorted(torch.cat(ys[3:6]).tolist()) == list(range(10))
@@ -426,4 +426,4 @@ def test_cycle_runs_past_one_epoch():
 def test_loader_rejects_too_little_data():
     images, labels = _indexed(5)
     with pytest.raises(UserError):
-        D.DeviceLoader(images, labels, batch_size=8, mean=MEAN, std=STD, device="cpu", drop_last=True)
+        device_loader.DeviceLoader(images, labels, batch_size=8, mean=MEAN, std=STD, device="cpu", drop_last=True)

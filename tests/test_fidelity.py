@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from common import rng
 from common.architect import Architect
-from common.data import DeviceLoader, ImageSet
-from common.distributed import ShardedLoader
+from common.device_loader import DeviceLoader
+from common.imageset import ImageSet
 from darts_space import train_search, train_search_imagenet
 from darts_space.genotypes import GENOTYPES, derive, genotype_from_json
 from darts_space.model import NetworkCIFAR, NetworkImageNet, count_parameters
@@ -59,7 +59,7 @@ def test_darts_genotype_is_the_authors_edge_choice(scale, keep):
         kept = {name: random_masks(g, keep) for name in ("normal", "reduce")}
         alphas = {name: scale * torch.randn(14, len(PRIMITIVES), generator=g) for name in kept}
         for net in (model, mean_model):
-            for name, arch in net.arch_weights().items():
+            for name, arch in net.arch_distributions().items():
                 with torch.no_grad():
                     arch.alpha.copy_(alphas[name])
                 arch.set_kept(kept[name])
@@ -69,7 +69,7 @@ def test_darts_genotype_is_the_authors_edge_choice(scale, keep):
             mask[torch.arange(14)[:, None], torch.tensor(kept[name])] = True
             assert getattr(genotype, name) == authors_cell(alphas[name], mask)
         # --derive mean: the Dirichlet-mean rule of the same alphas
-        means = {name: arch.mean() for name, arch in mean_model.arch_weights().items()}
+        means = {name: arch.mean() for name, arch in mean_model.arch_distributions().items()}
         assert genotype_from_json(mean_model.genotype()) == derive(means["normal"], means["reduce"])
         differs += genotype_from_json(mean_model.genotype()) != genotype
     if scale >= 1.0:
@@ -208,13 +208,14 @@ def test_kl_anchor_needs_the_dirichlet(method, capsys):
 
 
 def test_a_search_epoch_ends_with_the_last_partial_batch(monkeypatch):
-    from common import search_script
+    from common import loaders
 
     images = torch.zeros(50_000, 3, 2, 2, dtype=torch.uint8)
     fake = ImageSet(images, torch.zeros(50_000, dtype=torch.long), 10, (0.5,) * 3, (0.25,) * 3, pad=0)
-    monkeypatch.setattr(search_script, "load_dataset", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(loaders, "load_dataset", lambda *args, **kwargs: fake)
     args = train_search.build_parser().parse_args(["--dataset", "cifar10"])
-    _, train, arch, valid = search_script.search_loaders(args, torch.device("cpu"))
+    train, arch, valid = (getattr(loaders.search_loaders(args, torch.device("cpu")), name)
+                          for name in ("train", "arch", "evaluation"))
     assert len(train) == 391  # 25,000 images at batch 64: 390 full batches and one of 40
     batches = list(train)
     assert len(batches) == 391 and len(batches[-1][1]) == 40
@@ -229,8 +230,8 @@ def test_under_torchrun_the_shards_follow_distributed_sampler():
     shards = []
     for rank in range(2):
         loader = DeviceLoader(images, torch.arange(25_001), batch_size=64, mean=(0.0,) * 3, std=(1.0,) * 3,
-                              device="cpu", shuffle=True, seed=0)
-        shards.append(ShardedLoader(loader, rank, 2, seed=3).batch_indices())
+                              device="cpu", shuffle=True, seed=3, rank=rank, world_size=2)
+        shards.append(loader.batch_indices())
     assert len(shards[0]) == len(shards[1]) == 391
     assert [len(b) for b in shards[0]] == [len(b) for b in shards[1]]
     assert sum(len(b) for b in shards[0]) == 12_501
@@ -250,7 +251,7 @@ def test_the_architect_clips_the_architecture_gradient_to_its_norm():
     x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
     architect = Architect(model, lr=1.0, reg_scale=0.0, grad_clip=1e-6)
     seen = []
-    architect.optimizer.register_step_pre_hook(lambda *_: seen.append(model.arch.alpha.grad.norm().item()))
+    architect.optimizer.register_step_pre_hook(lambda *_: seen.append(model.arch['cell'].alpha.grad.norm().item()))
     architect.step(x, y, x, y)
     assert seen[0] == pytest.approx(1e-6, rel=1e-3)
 
@@ -260,7 +261,7 @@ def exact_mixed_product(model, vector, x, y, draws):
     """d/d alpha (dL_train/dw . v) through the same Dirichlet draw (replayed)."""
     rng.replay(draws)
     loss = model.loss(x, y)
-    grads = torch.autograd.grad(loss, model.weights(), create_graph=True, allow_unused=True)
+    grads = torch.autograd.grad(loss, model.weight_parameters(), create_graph=True, allow_unused=True)
     dot = sum((g * v).sum() for g, v in zip(grads, vector) if g is not None)
     return torch.autograd.grad(dot, model.arch_parameters())
 
@@ -269,19 +270,19 @@ def test_finite_differences_use_one_draw_and_match_the_exact_product(monkeypatch
     torch.manual_seed(0)
     model = Network201(C=4, N=1, num_classes=10, method="dirichlet").double()
     with torch.no_grad():
-        model.arch.alpha.normal_(0.0, 0.5)
+        model.arch['cell'].alpha.normal_(0.0, 0.5)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(8, 3, 8, 8, generator=g, dtype=torch.float64), torch.randint(0, 10, (8,), generator=g)
-    vector = [torch.randn(w.shape, generator=g, dtype=torch.float64) for w in model.weights()]
+    vector = [torch.randn(w.shape, generator=g, dtype=torch.float64) for w in model.weight_parameters()]
     architect = Architect(model, lr=1e-3)
     draws = rng.capture("cpu")
     # r small enough that the central difference is in its O(r^2) regime on this tiny network
-    approx = architect.hessian_vector_product(vector, x, y, r=1e-4)
+    approx = architect.finite_difference_product(vector, x, y, r=1e-4)
     exact = exact_mixed_product(model, vector, x, y, draws)
     for a, e in zip(approx, exact):
         torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-9)
     # with a fresh draw for each pass the sampling noise swamps the product
     monkeypatch.setattr(rng, "replay", lambda state: None)
     torch.set_rng_state(draws[0])
-    noisy = architect.hessian_vector_product(vector, x, y, r=1e-4)
+    noisy = architect.finite_difference_product(vector, x, y, r=1e-4)
     assert (noisy[0] - exact[0]).norm() > 10 * exact[0].norm()

@@ -115,7 +115,7 @@ def tiny_network(method="dirichlet"):
     torch.manual_seed(0)
     model = Network(C=4, N=1, num_classes=10, method=method).double()
     with torch.no_grad():  # away from the symmetric initialisation
-        model.arch.alpha.normal_(0.0, 0.5)
+        model.arch['cell'].alpha.normal_(0.0, 0.5)
     g = torch.Generator().manual_seed(1)
     batches = [(torch.randn(8, 3, 8, 8, generator=g, dtype=torch.float64),
                 torch.randint(0, 10, (8,), generator=g)) for _ in range(2)]
@@ -149,7 +149,7 @@ def test_arch_hessian_eigenvalue_is_deterministic_and_side_effect_free(method, w
     assert all(torch.equal(after[n], bn_before[n]) for n in after)
     assert all(torch.equal(p, params_before[n]) for n, p in model.named_parameters())
     assert all(p.grad is None for p in model.parameters())
-    assert not model.arch.expected  # back to sampling
+    assert not model.arch['cell'].expected  # back to sampling
 
     # Identical on a second call, whatever the global RNG state (the draws are re-seeded).
     torch.manual_seed(999)
@@ -204,10 +204,10 @@ def test_matches_the_full_hessian_of_the_model():
     # (DARTS weights: softmax, deterministic), in eval mode.
     model, batches = tiny_network("darts")
     model.eval()
-    alpha = model.arch.alpha.detach().clone()
+    alpha = model.arch['cell'].alpha.detach().clone()
 
     def mean_loss(a):
-        return sum(functional_call(model, {"arch.alpha": a}, (x,)).log_softmax(-1).gather(
+        return sum(functional_call(model, {"arch.cell.alpha": a}, (x,)).log_softmax(-1).gather(
             1, y[:, None]).mean().neg() for x, y in batches) / len(batches)
 
     H = torch.autograd.functional.hessian(mean_loss, alpha).reshape(alpha.numel(), alpha.numel())
@@ -218,6 +218,7 @@ def test_matches_the_full_hessian_of_the_model():
     assert values.largest_magnitude == pytest.approx(eigenvalues[eigenvalues.abs().argmax()].item(), rel=1e-6)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_cuda_the_cuda_rng_is_forked_and_reseeded_too():
     model, batches = tiny_network("snas")

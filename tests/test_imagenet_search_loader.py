@@ -1,4 +1,4 @@
-"""common.imagenet.imagenet_search_loaders on CPU: the "workers" (PIL) and "decode"
+"""common.imagenet_loader.folder_search_loaders on CPU: the "workers" (PIL) and "decode"
 (decode_jpeg + tensor ops) backends draw the same crops and flips and agree to one uint8
 level; ordering, drop_last, replay, sharding, the decoder fallback and bad input. The CUDA
 test (nvJPEG) runs where a GPU is present."""
@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from common.errors import UserError
-from common.imagenet import (STD, DecodeLoader, ImageNetLoader, decode_batch, eval_transform,
-                             image_rng, imagenet_search_loaders, loader_images_per_second,
-                             search_backend)
+from common.imagenet_data import STD, eval_transform, image_rng
+from common.imagenet_loader import (DecodeLoader, ImageNetLoader, decode_batch, folder_search_loaders,
+                                    loader_images_per_second, search_backend)
 from imagenet_fixture import make_imagenet
 
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec; the warning is noise here
@@ -30,7 +30,9 @@ def imagenet(tmp_path_factory):
 
 
 def loaders(root, backend, batch_size=4, seed=3, **kwargs):
-    return imagenet_search_loaders(root, batch_size, CPU, seed, backend=backend, **{**SMALL, **kwargs})
+    """(train, arch, evaluation, num_classes)."""
+    made = folder_search_loaders(root, batch_size, CPU, seed, backend=backend, **{**SMALL, **kwargs})
+    return made.train, made.arch, made.evaluation, made.num_classes
 
 
 def epoch(loader):
@@ -210,16 +212,17 @@ def make_smooth_imagenet(root):
     return root
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG)")
 def test_cuda_decode_matches_cpu_workers(tmp_path):
     root = make_smooth_imagenet(tmp_path / "gpu")
     Image.new("CMYK", (38, 34), (0, 255, 40, 0)).save(root / "val" / "n01440764" / "cmyk.JPEG")
     cuda = torch.device("cuda")
     cuda_rng = torch.cuda.get_rng_state()
-    gpu = imagenet_search_loaders(root, 4, cuda, 3, backend="auto", memory_format=torch.channels_last, **SMALL)
-    cpu = imagenet_search_loaders(root, 4, CPU, 3, backend="workers", memory_format=torch.channels_last, **SMALL)
-    assert isinstance(gpu[0], DecodeLoader)
-    for a, b in zip(cpu[:3], gpu[:3]):
+    gpu = folder_search_loaders(root, 4, cuda, 3, backend="auto", memory_format=torch.channels_last, **SMALL)
+    cpu = folder_search_loaders(root, 4, CPU, 3, backend="workers", memory_format=torch.channels_last, **SMALL)
+    assert isinstance(gpu.train, DecodeLoader)
+    for a, b in zip((cpu.train, cpu.arch, cpu.evaluation), (gpu.train, gpu.arch, gpu.evaluation)):
         for (xa, ya), (xb, yb) in zip(epoch(a), epoch(b)):
             assert xb.is_cuda and yb.is_cuda and xb.shape == xa.shape and xb.dtype == xa.dtype
             assert xb.is_contiguous(memory_format=torch.channels_last)

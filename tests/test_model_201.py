@@ -12,7 +12,7 @@ ARCH_RE = re.compile(r"^\|(\w+~0)\|\+\|(\w+~0)\|(\w+~1)\|\+\|(\w+~0)\|(\w+~1)\|(
 @pytest.mark.parametrize("k, expected", [(1, 1_686_106), (4, 174_106)])
 def test_weight_count_equals_the_authors_network(k, expected):
     model = Network(C=16, N=5, num_classes=10, k=k)
-    assert sum(p.numel() for p in model.weights()) == expected
+    assert sum(p.numel() for p in model.weight_parameters()) == expected
     assert [p.shape for p in model.arch_parameters()] == [torch.Size([6, 5])]
 
 
@@ -21,9 +21,9 @@ def test_genotype_is_a_benchmark_string():
     assert genotype_string(parse_genotype(published)) == published
     model = Network(C=4, N=1)
     with torch.no_grad():
-        model.arch.alpha.zero_()
-        model.arch.alpha[:, OPS.index("nor_conv_3x3")] = 1.0
-        model.arch.alpha[EDGES.index((3, 0)), OPS.index("skip_connect")] = 2.0
+        model.arch['cell'].alpha.zero_()
+        model.arch['cell'].alpha[:, OPS.index("nor_conv_3x3")] = 1.0
+        model.arch['cell'].alpha[EDGES.index((3, 0)), OPS.index("skip_connect")] = 2.0
     genotype = model.genotype()
     assert ARCH_RE.match(genotype)
     assert genotype == published
@@ -43,10 +43,10 @@ def test_none_and_pruned_ops_are_never_computed():
     model(torch.randn(2, 3, 32, 32))
     assert none_calls == []
     with torch.no_grad():
-        model.arch.alpha[:, OPS.index("nor_conv_3x3")] = -5.0
-    model.arch.prune(3)
+        model.arch['cell'].alpha[:, OPS.index("nor_conv_3x3")] = -5.0
+    model.arch['cell'].prune(3)
     conv_calls = count_calls(model, "nor_conv_3x3")
-    assert all(OPS.index("nor_conv_3x3") not in kept for kept in model.arch.kept)
+    assert all(OPS.index("nor_conv_3x3") not in kept for kept in model.arch['cell'].kept)
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     assert conv_calls == []
 
@@ -56,5 +56,5 @@ def test_partial_channels_keep_the_output_shape_and_gradients():
     model = Network(C=8, N=1, k=4)
     loss = model.loss(torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 2]))
     loss.backward()
-    assert model.arch.alpha.grad.abs().sum() > 0
-    assert all(p.grad is not None for p in model.weights())
+    assert model.arch['cell'].alpha.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.weight_parameters())

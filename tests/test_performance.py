@@ -1,4 +1,4 @@
-"""The speed-ups change nothing numerically (issue 7).
+"""The speed-ups change nothing numerically.
 
 Three search steps (architecture + weights) from the same seed and state on the CPU with
 every fp32 optimisation on — channels_last, and the mixed op's fast paths: ReLU shared per
@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.architect import Architect
-from common.mixed_op import AvgPool, reference_computation, scaled_batch_norm
-from common.progressive import apply_masks
-from common.search import load_masks, search_step
+from common.fused import AvgPool, reference_computation, scaled_batch_norm
+from common.progressive import load_masks
+from common.search import search_step
 from script_checks import load_script
 
 FORMATS = {True: torch.channels_last, False: torch.contiguous_format}
@@ -50,12 +50,11 @@ def three_steps(space, fast, method="dirichlet", k=1, keep=None, dtype=torch.flo
     model = build(space, method, k).to(dtype)
     if keep:  # a pruned network, as in a progressive second stage
         load_masks(model, {name: [list(range(arch.num_ops - keep, arch.num_ops))] * arch.num_edges
-                           for name, arch in model.arch_weights().items()})
-        apply_masks(model)
+                           for name, arch in model.arch_distributions().items()})
     fmt = memory_format or FORMATS[fast]
     model = model.to(memory_format=fmt)
     architect = Architect(model, lr=3e-4, reg_scale=1e-3)
-    optimizer = torch.optim.SGD(model.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
+    optimizer = torch.optim.SGD(model.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     g = torch.Generator().manual_seed(1)
     batches = [(torch.randn(16, 3, 32, 32, generator=g, dtype=dtype).contiguous(memory_format=fmt),
                 torch.randint(0, 10, (16,), generator=g)) for _ in range(6)]
@@ -66,7 +65,7 @@ def three_steps(space, fast, method="dirichlet", k=1, keep=None, dtype=torch.flo
                                   update_arch=True, grad_clip=5.0)
             losses.append(loss.item())
     return {"alpha": [a.detach().clone() for a in model.arch_parameters()],
-            "weights": [w.detach().clone() for w in model.weights()],
+            "weights": [w.detach().clone() for w in model.weight_parameters()],
             "buffers": [b.clone() for b in model.buffers() if b.is_floating_point()], "losses": losses}
 
 
@@ -159,6 +158,7 @@ def test_compare_prints_one_row_per_option_set(capsys):
     assert all(float(row[1]) > 0 and float(row[2]) > 0 for row in rows)  # step time, images/s
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_search_step_never_waits_for_the_gpu():
     """Issue 7: no host-device synchronisation inside a step (DrNAS, progressive stage shape)."""
@@ -168,7 +168,7 @@ def test_search_step_never_waits_for_the_gpu():
     torch.manual_seed(0)
     model = Network(8, 1, 10, "dirichlet", 2).to(device, memory_format=torch.channels_last)
     architect = Architect(model, lr=3e-4, reg_scale=1e-3)
-    optimizer = torch.optim.SGD(model.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
+    optimizer = torch.optim.SGD(model.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     batch = (torch.randn(16, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last),
              torch.randint(0, 10, (16,), device=device))
     search_step(model, architect, optimizer, batch, batch, update_arch=True, grad_clip=5.0)  # lazy set-up

@@ -8,7 +8,7 @@ import torch
 
 from common import progressive
 from common.mixed_op import PrunedOp
-from common.search import load_masks
+from common.progressive import load_masks
 from space201 import train_search_progressive
 from space201.model_search import OPS, Network
 
@@ -17,10 +17,10 @@ def trained_pruned_model(k=4):
     torch.manual_seed(0)
     model = Network(C=8, N=1, num_classes=10, k=k)
     with torch.no_grad():
-        model.arch.alpha[:, OPS.index("nor_conv_3x3")] = 1.0
-        model.arch.alpha[:, OPS.index("nor_conv_1x1")] = 0.9
-        model.arch.alpha[:, OPS.index("avg_pool_3x3")] = 0.8
-    optimizer = torch.optim.SGD(model.weights(), 0.1, momentum=0.9, weight_decay=3e-4)
+        model.arch['cell'].alpha[:, OPS.index("nor_conv_3x3")] = 1.0
+        model.arch['cell'].alpha[:, OPS.index("nor_conv_1x1")] = 0.9
+        model.arch['cell'].alpha[:, OPS.index("avg_pool_3x3")] = 0.8
+    optimizer = torch.optim.SGD(model.weight_parameters(), 0.1, momentum=0.9, weight_decay=3e-4)
     for _ in range(2):  # real momentum buffers and BN running statistics
         optimizer.zero_grad()
         model.loss(torch.randn(4, 3, 32, 32), torch.arange(4)).backward()
@@ -30,18 +30,18 @@ def trained_pruned_model(k=4):
 
 def test_pruning_frees_the_ops_and_they_are_never_called():
     model, optimizer = trained_pruned_model()
-    before = sum(p.numel() for p in model.weights())
+    before = sum(p.numel() for p in model.weight_parameters())
     progressive.prune(model, 3)
-    assert model.arch.kept == [[2, 3, 4]] * 6
+    assert model.arch['cell'].kept == [[2, 3, 4]] * 6
     for _, edge, op in model.edge_ops():
         assert [isinstance(o, PrunedOp) for o in op.ops] == [True, True, False, False, False]
         with pytest.raises(RuntimeError):
             op.ops[1](torch.zeros(1))
     progressive.follow(optimizer, model)
-    assert sum(p.numel() for p in model.weights()) == before  # none and skip have no weights
+    assert sum(p.numel() for p in model.weight_parameters()) == before  # none and skip have no weights
     model.loss(torch.randn(2, 3, 32, 32), torch.arange(2)).backward()  # never calls a PrunedOp
     optimizer.step()
-    assert len(optimizer.param_groups[0]["params"]) == len(model.weights())
+    assert len(optimizer.param_groups[0]["params"]) == len(model.weight_parameters())
 
 
 def test_widening_copies_every_channel_consistently(monkeypatch):
@@ -56,7 +56,7 @@ def test_widening_copies_every_channel_consistently(monkeypatch):
 
     monkeypatch.setattr(progressive, "channel_map", recording_map)
     old_ops = [(op.ops[2], op.ops[3]) for _, _, op in model.edge_ops()]
-    old_state = {id(p): optimizer.state[p]["momentum_buffer"].clone() for p in model.weights()}
+    old_state = {id(p): optimizer.state[p]["momentum_buffer"].clone() for p in model.weight_parameters()}
     old_tensors = [{name: t.clone() for name, t in conv.state_dict().items()}
                    for pair in old_ops for conv in pair]
     old_params = [dict(conv.named_parameters()) for pair in old_ops for conv in pair]
@@ -76,17 +76,17 @@ def test_widening_copies_every_channel_consistently(monkeypatch):
             assert torch.equal(new[stat], old[stat][g])
         momentum = old_state[id(old_params[index]["1.weight"])][g][:, g]
         assert torch.equal(optimizer.state[conv[1].weight]["momentum_buffer"], momentum)
-    assert len(optimizer.state) == len(model.weights())
+    assert len(optimizer.state) == len(model.weight_parameters())
 
     # the widened network trains, and has exactly the size of one built at k=2 and pruned alike
     loss = model.loss(torch.randn(2, 3, 32, 32), torch.arange(2))
     loss.backward()
     optimizer.step()
     direct = Network(C=8, N=1, num_classes=10, k=2)
-    load_masks(direct, {"cell": model.arch.kept})
+    load_masks(direct, {"cell": model.arch['cell'].kept})
     progressive.apply_masks(direct)
-    assert sum(p.numel() for p in model.weights()) == sum(p.numel() for p in direct.weights())
-    assert [p.shape for p in model.weights()] == [p.shape for p in direct.weights()]
+    assert sum(p.numel() for p in model.weight_parameters()) == sum(p.numel() for p in direct.weight_parameters())
+    assert [p.shape for p in model.weight_parameters()] == [p.shape for p in direct.weight_parameters()]
 
 
 TINY = ["--dataset", "synthetic", "--data_limit", "256", "--batch_size", "32", "--init_channels", "4",

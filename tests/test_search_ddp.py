@@ -5,18 +5,20 @@ stages, on generated JPEGs) and of the NAS-Bench-201 search (stopped and resumed
 the same architecture parameters and masks on every rank."""
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from common.arch import ArchWeights
 from common.architect import Architect
+from common.diagnostics import arch_digest, check_ranks_agree
 from common.distributed import Dist
-from common.search import arch_digest, check_ranks_agree, search_ddp, search_step
+from common.mixing import ArchDistribution
+from common.network import SearchNetwork
+from common.progressive import load_masks
+from common.search import search_ddp, search_step
 from imagenet_fixture import make_imagenet
 from script_checks import results, spawn_ranks, torchrun
 
 
-class TinySearch(nn.Module):
+class TinySearch(SearchNetwork):
     """One mixed edge of three ops between a conv stem and a linear head, no BatchNorm: a batch
     of 16 and two shards of 8 give the same mean gradients."""
 
@@ -25,25 +27,13 @@ class TinySearch(nn.Module):
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
         self.ops = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1), nn.Identity()])
         self.fc = nn.Linear(4, 5)
-        self.arch = nn.ModuleDict({"normal": ArchWeights(1, 3, method)})
+        self.arch = nn.ModuleDict({"normal": ArchDistribution(1, 3, method)})
 
     def forward(self, x):
-        mix = self.arch["normal"].sample()[0]
+        mix = self.draw()["normal"].mixing[0]
         h = torch.relu(self.stem(x))
         h = sum(w * op(h) for w, op in zip(mix, self.ops))
         return self.fc(h.mean((2, 3)))
-
-    def weights(self):
-        return [p for name, p in self.named_parameters() if not name.startswith("arch.")]
-
-    def arch_parameters(self):
-        return [self.arch["normal"].alpha]
-
-    def arch_weights(self):
-        return dict(self.arch)
-
-    def loss(self, x, y):
-        return F.cross_entropy(self(x), y)
 
 
 def one_search_step(dist, average=True, method="darts"):
@@ -55,7 +45,7 @@ def one_search_step(dist, average=True, method="darts"):
     y, ya = torch.randint(0, 5, (2, 16), generator=g)
     shard = slice(dist.rank, None, dist.world_size)
     architect = Architect(model, lr=0.1, reg_scale=1e-3, dist=dist if average else None)
-    optimizer = torch.optim.SGD(model.weights(), 0.5, momentum=0.9, weight_decay=3e-4)
+    optimizer = torch.optim.SGD(model.weight_parameters(), 0.5, momentum=0.9, weight_decay=3e-4)
     forward = search_ddp(model, dist) if dist.distributed else None
     search_step(model, architect, optimizer, (x[shard], y[shard]), (xa[shard], ya[shard]),
                 update_arch=True, grad_clip=5.0, forward=forward)
@@ -97,13 +87,9 @@ IMAGENET_TINY = ["--init_channels", "8", "--layers", "3", "--image_size", "32", 
 
 def check_checkpoint_matches_digest(out, digest, build):
     """The digest every rank reported is that of rank 0's saved architecture."""
-    from common.progressive import apply_masks
-    from common.search import load_masks
-
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     model = build(state["k"])
     load_masks(model, state["masks"])
-    apply_masks(model)
     model.load_state_dict(state["model"])
     assert arch_digest(model) == digest
     return state

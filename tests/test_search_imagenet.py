@@ -37,13 +37,13 @@ def test_defaults_are_the_authors():
 
 
 def test_schedule_is_warmup_then_the_authors_restarted_cosine():
-    from common.search import Stage
+    from common.progressive import Stage
 
     args = train_search_imagenet.build_parser().parse_args([])
     weight = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([weight], args.learning_rate)
     stages = [Stage(25, 6, 7, 10), Stage(25, 3, 4, 10)]
-    scheduler = train_search_imagenet.build_scheduler(args, optimizer, stages)
+    scheduler = train_search_imagenet.schedule(args, optimizer, stages)
     lrs = []
     for _ in range(50):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -58,7 +58,7 @@ def test_schedule_is_warmup_then_the_authors_restarted_cosine():
     assert lrs[25] == pytest.approx(0.5)  # the second stage restarts at the base lr
     assert lrs[49] == pytest.approx(0.5 * c(49) / c(25))
     small = train_search_imagenet.build_parser().parse_args(["--batch_size", "256"])
-    scheduler = train_search_imagenet.build_scheduler(small, torch.optim.SGD([weight], 0.5), stages)
+    scheduler = train_search_imagenet.schedule(small, torch.optim.SGD([weight], 0.5), stages)
     assert scheduler.get_last_lr()[0] == pytest.approx(0.5)  # no warm-up at batch 256
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from common.data import DeviceLoader
-from common.distributed import Dist, ShardedLoader
+from common.device_loader import DeviceLoader
+from common.distributed import Dist
 from common.train import evaluate, train_epoch
 import script_checks
 from script_checks import results, spawn_ranks
@@ -66,32 +66,29 @@ def test_sharding_splits_each_global_batch():
     images = torch.zeros(21, 3, 4, 4, dtype=torch.uint8)
     labels = torch.arange(21)
 
-    def loader(shuffle):
+    def loader(shuffle, rank):
         return DeviceLoader(images, labels, batch_size=6, mean=(0, 0, 0), std=(1, 1, 1), device="cpu",
-                            shuffle=shuffle)
+                            shuffle=shuffle, seed=3, rank=rank, world_size=2)
 
     for shuffle in (True, False):
-        whole = ShardedLoader(loader(shuffle), 0, 1, seed=3)
-        ranks = [ShardedLoader(loader(shuffle), r, 2, seed=3) for r in range(2)]
-        for sharded in (whole, *ranks):
+        ranks = [loader(shuffle, r) for r in range(2)]
+        for sharded in ranks:
             sharded.set_epoch(1)
-        steps = list(whole.batch_indices())
-        assert len(steps) == len(whole) == 4
-        assert len(ranks[0]) == len(list(ranks[1].batch_indices())) == 4
+        order = ranks[0].shared_order()
+        assert torch.equal(order, ranks[1].shared_order())  # one permutation for all ranks
         # training pads the permutation to 22 by repeating its first image (DistributedSampler):
         # the last global batch holds 4, 2 per rank; evaluation keeps the 21 images once
-        padded = steps[-1].tolist() + ([steps[0][0].item()] if shuffle else [])
-        for index, (step, a, b) in enumerate(zip(steps, *(r.batch_indices() for r in ranks))):
-            step = torch.tensor(padded) if index == len(steps) - 1 else step
-            assert sorted(torch.cat([a, b]).tolist()) == sorted(step.tolist())
+        assert len(order) == (22 if shuffle else 21)
+        steps = [order[i * 6:(i + 1) * 6] for i in range(4)]
+        assert len(ranks[0]) == len(list(ranks[1].batch_indices())) == 4
+        for step, a, b in zip(steps, *(r.batch_indices() for r in ranks)):
             assert a.tolist() == step[0::2].tolist() and b.tolist() == step[1::2].tolist()
         labels_seen = torch.cat([y for _, y in ranks[0]] + [y for _, y in ranks[1]])
         assert labels_seen.numel() == (22 if shuffle else 21)
         assert labels_seen.unique().numel() == 21  # every image, one of them twice when padded
         if shuffle:
-            epoch1 = [i.tolist() for i in whole.batch_indices()]
-            whole.set_epoch(2)
-            assert [i.tolist() for i in whole.batch_indices()] != epoch1  # a new permutation per epoch
+            ranks[0].set_epoch(2)
+            assert not torch.equal(ranks[0].shared_order(), order)  # a new permutation per epoch
 
 
 # ---------------------------------------------------------------- one step, exactly
@@ -120,10 +117,9 @@ def one_step(dist, sync=True):
     model = Tiny()
     images, labels = tiny_data()
     kw = dict(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), device="cpu")
-    train = ShardedLoader(DeviceLoader(images, labels, batch_size=16, shuffle=True, **kw),
-                          dist.rank, dist.world_size, seed=1)
-    test = ShardedLoader(DeviceLoader(images[:10], labels[:10], batch_size=4, shuffle=False, **kw),
-                         dist.rank, dist.world_size, seed=2)
+    shards = dict(rank=dist.rank, world_size=dist.world_size)
+    train = DeviceLoader(images, labels, batch_size=16, shuffle=True, seed=1, **kw, **shards)
+    test = DeviceLoader(images[:10], labels[:10], batch_size=4, shuffle=False, seed=2, **kw, **shards)
     stepped = model
     if dist.distributed and sync:
         stepped = nn.parallel.DistributedDataParallel(model)

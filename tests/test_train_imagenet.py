@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from common.errors import UserError
-from common.imagenet import imagenet_loaders
+from common.imagenet_loader import folder_training_loaders
 from darts_space import train_imagenet
-from darts_space.train_imagenet import lr_factor
+from common.schedule import imagenet_training_lr, warmup_epochs_for
 from imagenet_fixture import make_imagenet
 from script_checks import expect_one_line_error, results
 
@@ -23,8 +23,18 @@ def imagenet(tmp_path_factory):
     return make_imagenet(tmp_path_factory.mktemp("imagenet"))
 
 
+def splits(loaders):
+    return loaders.train, loaders.evaluation, loaders.num_classes
+
+
 def one_line_error(capsys, argv):
     return expect_one_line_error(capsys, train_imagenet.main, argv)
+
+
+def lr_factor(epoch, *, epochs, batch_size, scheduler="linear"):
+    """train_imagenet.py's lr of `epoch` as a multiple of the base rate (5 warm-up epochs above batch 256)."""
+    return imagenet_training_lr(epoch, lr=1.0, epochs=epochs, decay=scheduler,
+                                warmup_epochs=warmup_epochs_for(batch_size, 5))
 
 
 def test_linear_schedule_with_warmup_batch_768():
@@ -50,7 +60,7 @@ def test_schedule_without_warmup_batch_256_and_cosine():
 def test_scheduler_gives_the_lr_per_epoch():
     args = train_imagenet.build_parser().parse_args(["--epochs", "10", "--batch_size", "768"])
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
-    scheduler = train_imagenet.build_scheduler(optimizer, args)
+    scheduler = train_imagenet.schedule(args, optimizer)
     lrs = []
     for _ in range(10):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -69,7 +79,7 @@ def test_defaults_are_the_authors():
 
 
 def test_loaders_batches_and_replay(imagenet):
-    train, val, num_classes = imagenet_loaders(imagenet, 4, 0, torch.device("cpu"), seed=3)
+    train, val, num_classes = splits(folder_training_loaders(imagenet, 4, 0, torch.device("cpu"), seed=3))
     assert num_classes == 3 and len(train) == 3 and len(val) == 2 and train.batch_size == 4
     x, y = next(iter(train))
     assert x.shape == (4, 3, 224, 224) and x.dtype == torch.float32 and y.dtype == torch.long
@@ -84,13 +94,13 @@ def test_loaders_batches_and_replay(imagenet):
     assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(first, again))
     nxt = list(train)  # a new epoch: a new order or new augmentation
     assert not all(torch.equal(a, c) for (a, _), (c, _) in zip(first, nxt))
-    small, _, _ = imagenet_loaders(imagenet, 3, 0, torch.device("cpu"), seed=3, limit=3)
+    small, _, _ = splits(folder_training_loaders(imagenet, 3, 0, torch.device("cpu"), seed=3, limit=3))
     assert sorted(int(l) for _, ys in small for l in ys) == [0, 1, 2]  # evenly spread: every class
 
 
 def test_batches_do_not_depend_on_workers(imagenet):
     def epochs(workers):
-        train, _, _ = imagenet_loaders(imagenet, 4, workers, torch.device("cpu"), seed=5)
+        train, _, _ = splits(folder_training_loaders(imagenet, 4, workers, torch.device("cpu"), seed=5))
         return [[(x, y) for x, y in train] for _ in range(2)]
 
     a, b = epochs(0), epochs(2)
@@ -153,7 +163,7 @@ def test_bad_input_is_one_line(imagenet, tmp_path, capsys):
     assert "step" in err
     assert not (tmp_path / "out").exists()  # errors come before the output folder
     with pytest.raises(UserError):
-        imagenet_loaders(imagenet, 100, 0, torch.device("cpu"), seed=0, limit=1)
+        folder_training_loaders(imagenet, 100, 0, torch.device("cpu"), seed=0, limit=1)
 
 
 def test_two_process_gloo_run(imagenet, tmp_path):

@@ -1,4 +1,4 @@
-"""Architecture weights: the distribution over candidate operations on every edge.
+"""The mixing weights of every edge: how alpha becomes a distribution over candidate ops.
 
 DrNAS (paper section 2.1) treats the mixing weights `theta` of an edge as a random
 variable, `theta ~ Dirichlet(beta)` with `beta = ELU(alpha) + 1`, and learns `alpha`
@@ -7,7 +7,7 @@ The same class also gives the baselines the paper compares against on NAS-Bench-
 DARTS (softmax), SNAS (Gumbel-softmax) and GDAS (hard Gumbel, straight-through).
 
 Pruned operations (progressive learning, paper section 2.3) are handled with a
-host-side list of kept operations per edge: the weights are drawn over the kept
+host-side list of kept operations per edge: the mixing weights are drawn over the kept
 operations only and scattered into a zero tensor, so a pruned operation has weight
 exactly 0 and the model never has to read a device tensor to know it may skip it.
 """
@@ -81,8 +81,9 @@ def annealed_tau(epoch, epochs, tau_max=10.0, tau_min=1.0):
 DERIVE_RULES = ("softmax", "mean")  # what a DARTS-space genotype ranks ops and edges by
 
 
-class ArchWeights(nn.Module):
-    """Architecture parameters `alpha` (edges x ops) of one cell type and their sampler.
+class ArchDistribution(nn.Module):
+    """The architecture parameters `alpha` (edges x ops) of one cell type and the distribution
+    of its mixing weights (DrNAS: Dirichlet(ELU(alpha) + 1)).
 
     `kept[e]` lists the operations still alive on edge `e` (all of them until the
     first pruning); it is plain Python data, saved in checkpoints as such.
@@ -155,7 +156,7 @@ class ArchWeights(nn.Module):
         with torch.no_grad():
             return self._scatter(METHODS[self.method].mean(self.kept_alpha()))
 
-    def derivation_weights(self, rule="softmax"):
+    def for_derivation(self, rule="softmax"):
         """The weights a genotype is read from, no gradient: `softmax` of alpha over the kept ops
         (pruned ops 0), what the authors' genotype() ranks by for every method; `mean`, the
         method's expected weights (the Dirichlet mean beta / sum(beta) for DrNAS, paper eq. 4).
@@ -167,11 +168,11 @@ class ArchWeights(nn.Module):
         with torch.no_grad():
             return self._scatter(F.softmax(self.kept_alpha(), dim=-1))
 
-    def hard_choices(self, weights):
+    def hard_choices(self, mixing):
         """For GDAS, the sampled op of every edge (one host read per forward), else None."""
         if not METHODS[self.method].hard:
             return None
-        return weights.argmax(-1).tolist()
+        return mixing.argmax(-1).tolist()
 
     def anchor_kl(self):
         """sum over edges of KL(Dir(beta) || Dir(1)): the `--reg_type kl` anchor (paper eq. 2).

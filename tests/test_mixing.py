@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.arch import METHODS, ArchWeights, annealed_tau, concentration
+from common.mixing import METHODS, ArchDistribution, annealed_tau, concentration
 
 
 def test_pathwise_gradient_matches_the_dirichlet_mean_derivative():
@@ -16,7 +16,7 @@ def test_pathwise_gradient_matches_the_dirichlet_mean_derivative():
     torch.manual_seed(0)
     base = torch.tensor([0.8, -0.5, 0.1, 1.5, -1.2], dtype=torch.float64)
     draws, i = 200_000, 3
-    arch = ArchWeights(draws, len(base), "dirichlet").double()
+    arch = ArchDistribution(draws, len(base), "dirichlet").double()
     with torch.no_grad():
         arch.alpha.copy_(base.expand(draws, -1))
     arch.sample().mean(0)[i].backward()
@@ -35,7 +35,7 @@ def test_pathwise_gradient_matches_the_dirichlet_mean_derivative():
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_gives_weights_on_the_simplex(method):
     torch.manual_seed(1)
-    arch = ArchWeights(6, 5, method)
+    arch = ArchDistribution(6, 5, method)
     arch.tau = 2.0
     weights = arch.sample()
     assert weights.shape == (6, 5)
@@ -53,7 +53,7 @@ def test_every_method_gives_weights_on_the_simplex(method):
 def test_pruned_ops_have_weight_exactly_zero_in_every_sample():
     torch.manual_seed(2)
     for method in METHODS:
-        arch = ArchWeights(6, 5, method)
+        arch = ArchDistribution(6, 5, method)
         with torch.no_grad():
             arch.alpha.copy_(torch.arange(5.0).expand(6, -1) * 0.1)
             arch.alpha[0, 0] = 5.0  # edge 0 keeps op 0 although it is first
@@ -65,14 +65,14 @@ def test_pruned_ops_have_weight_exactly_zero_in_every_sample():
             assert torch.allclose(weights.sum(-1), torch.ones(6), atol=1e-5)
         mean = arch.mean()
         assert (mean[1, :2] == 0).all()
-        assert arch.derivation_weights("mean").argmax(-1)[0] == 0
-        assert arch.derivation_weights("softmax").argmax(-1)[0] == 0
+        assert arch.for_derivation("mean").argmax(-1)[0] == 0
+        assert arch.for_derivation("softmax").argmax(-1)[0] == 0
         # the authors' prune(): the alpha of every pruned op is 0
         assert (arch.alpha[0, [1, 2]] == 0).all() and (arch.alpha[1, [0, 1]] == 0).all()
 
 
 def test_prune_twice_only_narrows_the_kept_ops():
-    arch = ArchWeights(2, 7, "dirichlet")
+    arch = ArchDistribution(2, 7, "dirichlet")
     with torch.no_grad():
         arch.alpha.copy_(torch.tensor([[7, 6, 5, 4, 3, 2, 1.0], [1, 2, 3, 4, 5, 6, 7.0]]))
     arch.prune(4)
@@ -83,7 +83,7 @@ def test_prune_twice_only_narrows_the_kept_ops():
 
 
 def test_anchor_kl_is_zero_at_the_anchor_and_positive_elsewhere():
-    arch = ArchWeights(6, 5, "dirichlet")
+    arch = ArchDistribution(6, 5, "dirichlet")
     with torch.no_grad():
         arch.alpha.zero_()  # beta = 1: the anchor itself
     assert arch.anchor_kl().abs().item() < 1e-6
@@ -97,7 +97,7 @@ def test_anchor_kl_is_zero_at_the_anchor_and_positive_elsewhere():
 
 def test_anchor_kl_after_pruning_is_the_authors_whole_vector():
     # their KL: Dir(ELU(alpha) + 1) over all ops (pruned alpha zeroed) against Dir(1) over all ops
-    arch = ArchWeights(3, 5, "dirichlet")
+    arch = ArchDistribution(3, 5, "dirichlet")
     with torch.no_grad():
         arch.alpha.normal_()
     arch.prune(3)

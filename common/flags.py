@@ -1,0 +1,116 @@
+"""The flags the scripts share, in groups; each script passes every default itself, so that it
+shows its own flags and the authors' defaults: `add_weight_flags(p, batch_size=64, ...)`.
+The flags of the search alone are in common/search_flags.py.
+
+Every numeric flag is checked when it is parsed: a value outside its range is one line
+naming the range (exit 2), never a traceback later.
+"""
+import argparse
+import math
+
+from common.device import MEMORY_FORMATS
+from common.errors import ArgumentParser
+from common.results import RUN_PLUMBING
+
+SEED_MAX = 2**32 - 1
+
+# Flags that may change between a run and its --resume (all others must match the checkpoint).
+RESUME_MAY_DIFFER = RUN_PLUMBING
+
+
+def _number(kind, text):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def bounded(kind, low=None, high=None, *, low_open=False, high_open=False):
+    """An argparse type: a finite `kind` within [low, high] (open ends where asked)."""
+    def parse(text):
+        value = _number(kind, text)
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            raise argparse.ArgumentTypeError(f"{text} is outside {left}{low if low is not None else '-inf'}, "
+                                             f"{high if high is not None else 'inf'}{right}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = bounded(int, 1)
+non_negative_int = bounded(int, 0)
+non_negative_float = bounded(float, 0.0)
+positive_float = bounded(float, 0.0, low_open=True)
+seed_type = bounded(int, 0, SEED_MAX)
+fraction = bounded(float, 0.0, 1.0, low_open=True, high_open=True)
+probability = bounded(float, 0.0, 1.0, high_open=True)
+
+
+def new_parser(doc):
+    """A parser whose description is the script's first doc line, showing every default."""
+    return ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def add_data_flags(p, *, data, dataset, datasets, data_help="folder holding the datasets"):
+    p.add_argument("--data", default=data, help=data_help)
+    p.add_argument("--dataset", default=dataset, choices=datasets)
+
+
+def add_cutout_flags(p, *, cutout_length):
+    p.add_argument("--cutout", action="store_true", help="cutout augmentation")
+    p.add_argument("--cutout_length", type=positive_int, default=cutout_length)
+
+
+def add_weight_flags(p, *, batch_size, learning_rate, momentum, weight_decay, grad_clip, seed):
+    """The network weights' SGD."""
+    p.add_argument("--batch_size", type=positive_int, default=batch_size, help="the global batch (all processes)")
+    p.add_argument("--learning_rate", type=positive_float, default=learning_rate, help="initial (peak) learning rate")
+    p.add_argument("--momentum", type=bounded(float, 0.0, 1.0, high_open=True), default=momentum)
+    p.add_argument("--weight_decay", type=non_negative_float, default=weight_decay)
+    p.add_argument("--grad_clip", type=positive_float, default=grad_clip, help="gradient-norm clip of the weights")
+    p.add_argument("--seed", type=seed_type, default=seed)
+
+
+def add_cosine_flags(p, *, learning_rate_min):
+    p.add_argument("--learning_rate_min", type=non_negative_float, default=learning_rate_min,
+                   help="floor of the cosine schedule")
+
+
+def add_speed_flags(p, *, memory_format):
+    p.add_argument("--amp", action="store_true",
+                   help="bfloat16 autocast of every forward pass (off by default: the authors' fp32 numerics)")
+    p.add_argument("--memory_format", default=memory_format, choices=sorted(MEMORY_FORMATS),
+                   help="layout of activations and conv weights: channels_last is faster on CPUs "
+                        "(see docs/performance.md) and gives the same results to float tolerance")
+
+
+def add_run_flags(p, data_limit_help="use only the first N training images"):
+    """Where a run goes, on what device, and how it stops and resumes: every script has these."""
+    p.add_argument("--report_freq", type=positive_int, default=50, help="log every N steps (non-terminal output)")
+    p.add_argument("--save", default="exp", help="experiment name, part of the output folder name")
+    p.add_argument("--output_dir", default=None, help="output folder (default: experiments/<space>/<dataset>/...)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in this folder")
+    p.add_argument("--stop_after_epoch", type=positive_int, default=None,
+                   help="stop cleanly after this epoch (e.g. a scheduler's time limit); --resume later")
+    p.add_argument("--data_limit", type=positive_int, default=None, help=data_limit_help)
+
+
+def add_training_flags(p, *, epochs, init_channels, layers, auxiliary_weight, drop_path_prob, arch):
+    """A network trained from scratch (train.py, train_imagenet.py)."""
+    p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--init_channels", type=positive_int, default=init_channels, help="C: channels of the first stage")
+    p.add_argument("--layers", type=bounded(int, 3), default=layers,
+                   help="cells in the network (two of them reduction cells)")
+    p.add_argument("--auxiliary", action="store_true", help="auxiliary head after the second reduction cell")
+    p.add_argument("--auxiliary_weight", type=non_negative_float, default=auxiliary_weight)
+    p.add_argument("--drop_path_prob", type=probability, default=drop_path_prob, help="final value of the linear ramp")
+    p.add_argument("--arch", default=arch,
+                   help="published genotype name, a search's results.json or run folder, or a genotype JSON")

@@ -1,0 +1,44 @@
+"""A live progress line on a terminal, plain log lines every `report_freq` steps otherwise."""
+import sys
+import time
+
+
+class Progress:
+    """A live progress line on a terminal, plain log lines every `report_freq` steps otherwise.
+
+    Meters live on the device; they are read (a host-device sync) only when a line is
+    shown: at most once a second on a terminal, every `report_freq` steps in a log.
+    """
+
+    def __init__(self, log, title, total_steps, batch_size, report_freq, steps_after=0, stream=None):
+        self.log, self.title = log, title
+        self.total, self.batch_size, self.report_freq = total_steps, batch_size, report_freq
+        self.steps_after = steps_after  # steps left in the run after this epoch, for the time left
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty()
+        self.start = self.last_shown = time.time()
+
+    def due(self, step):
+        if self.live:
+            return time.time() - self.last_shown >= 1.0 or step + 1 == self.total
+        return (step + 1) % self.report_freq == 0
+
+    def show(self, step, loss, acc):
+        now = time.time()
+        self.last_shown = now
+        done = step + 1
+        per_step = (now - self.start) / done
+        left = per_step * (self.total - done + self.steps_after)
+        line = (f"{self.title} step {done}/{self.total} loss {loss:.4f} acc {acc:.2f}% "
+                f"{self.batch_size / per_step:.0f} img/s left {_hms(left)}")
+        if self.live:
+            end = "\n" if done == self.total else ""
+            self.stream.write("\r" + line.ljust(100) + end)
+            self.stream.flush()
+        else:
+            self.log.info(line)
+
+
+def _hms(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,105 @@
+"""A search built from its script's flags: the stages, the checks, the objects and the task.
+
+The space script supplies its registry entry (common/spaces.py), its loaders factory
+(common/loaders.py's signature) and, for NAS-Bench-201, its benchmark; everything else is
+read from the flags (common/flags.py).
+"""
+import functools
+import itertools
+
+import torch
+
+from common import launch
+from common.architect import Architect
+from common.device import MEMORY_FORMATS
+from common.errors import UserError
+from common.mixing import METHODS
+from common.progressive import Stage, load_masks
+from common.run_folder import default_output_dir
+from common.schedule import STAGE_LR, EpochLR
+from common.search import SearchConfig, SearchObjects, SearchTask, TauSchedule
+
+
+def stages_from_flags(args, num_ops):
+    """The search's stages: one for a plain search (`--epochs`, `--k`), the progressive schedule
+    otherwise (`--ks`, `--num_keeps`, `--train_epochs`, `--arch_start_epoch`)."""
+    if not hasattr(args, "ks"):
+        return (Stage(args.epochs, args.k),)
+    if len({len(args.ks), len(args.num_keeps), len(args.train_epochs)}) != 1:
+        raise UserError(f"--ks {args.ks}, --num_keeps {args.num_keeps} and --train_epochs "
+                        f"{args.train_epochs} must list one value per stage each")
+    if any(b > a for a, b in zip(args.num_keeps, args.num_keeps[1:])):
+        raise UserError(f"--num_keeps {args.num_keeps} must not grow from stage to stage")
+    if any(b > a for a, b in zip(args.ks, args.ks[1:])):
+        raise UserError(f"--ks {args.ks} must not grow from stage to stage (widening only)")
+    if not 1 <= args.num_keeps[-1] <= args.num_keeps[0] <= num_ops:
+        raise UserError(f"--num_keeps {args.num_keeps} must lie between 1 and {num_ops}")
+    return tuple(Stage(epochs, k, keep, args.arch_start_epoch)
+                 for epochs, k, keep in zip(args.train_epochs, args.ks, args.num_keeps))
+
+
+def check_search_flags(args, stages):
+    """The checks that span several flags (each flag alone is checked when parsed)."""
+    for stage in stages:
+        if args.init_channels % stage.k:
+            raise UserError(f"k={stage.k} does not divide --init_channels {args.init_channels}: "
+                            "pick k among its divisors")
+    if args.reg_type == "kl" and args.method != "dirichlet":
+        raise UserError(f"--reg_type kl is the Dirichlet anchor KL(Dir(beta) || Dir(1)): it exists for "
+                        f"--method dirichlet only, not {args.method}; use --reg_type l2")
+
+
+def stage_schedule(args, optimizer, stages, warmup_epochs=0):
+    """The per-epoch cosine from --learning_rate to --learning_rate_min over all stages,
+    restarted at every stage (the authors') or continued (`--stage_lr`; common/schedule.py)."""
+    starts = tuple(itertools.accumulate([0] + [stage.epochs for stage in stages[:-1]]))
+    lr_of_epoch = functools.partial(
+        STAGE_LR[getattr(args, "stage_lr", "restart")], lr=args.learning_rate, lr_min=args.learning_rate_min,
+        total_epochs=sum(stage.epochs for stage in stages), stage_starts=starts, warmup_epochs=warmup_epochs)
+    return EpochLR(optimizer, lr_of_epoch)
+
+
+def search_config(args, space, stages):
+    tau = None
+    if METHODS[args.method].uses_tau:  # SNAS, GDAS: annealed linearly over all epochs
+        tau = TauSchedule(sum(stage.epochs for stage in stages), args.tau_max, args.tau_min)
+    return SearchConfig(
+        space=space.name, stages=tuple(stages), batch_size=args.batch_size, grad_clip=args.grad_clip, report_freq=args.report_freq,
+        seed=args.seed, valid_from_epoch=args.valid_from_epoch, memory_format=MEMORY_FORMATS[args.memory_format],
+        amp=args.amp, tau=tau, sample_archs=args.sample_archs, hessian_freq=args.hessian_freq,
+        hessian_batches=args.hessian_batches)
+
+
+def build_search(args, space, stages, device, *, loaders_factory, dist=None, checkpoint=None, benchmark=None,
+                 schedule=stage_schedule):
+    """The SearchTask of the flags; with a `checkpoint` the network is rebuilt at its k and
+    masks (the caller restores the state)."""
+    loaders = loaders_factory(args, device, dist)
+    memory_format = MEMORY_FORMATS[args.memory_format]
+    k = checkpoint["k"] if checkpoint else stages[0].k
+    model = space.build(vars(args), num_classes=loaders.num_classes, k=k).to(device, memory_format=memory_format)
+    if checkpoint:
+        load_masks(model, checkpoint["masks"])
+    weight_optimizer = torch.optim.SGD(model.weight_parameters(), args.learning_rate,
+                                       momentum=args.momentum, weight_decay=args.weight_decay)
+    scheduler = schedule(args, weight_optimizer, stages)
+    architect = Architect(model, lr=args.arch_learning_rate, reg_type=args.reg_type, reg_scale=args.reg_scale,
+                          unrolled=args.unrolled, dist=dist, amp=args.amp, grad_clip=args.arch_grad_clip or None)
+    objects = SearchObjects(model, architect, weight_optimizer, scheduler, loaders, benchmark)
+    return SearchTask(objects, search_config(args, space, stages), dist)
+
+
+def search(args, space, *, loaders_factory, dist=None, open_benchmark=None, schedule=stage_schedule):
+    """A search script's body: its parsed flags, its space, its loaders factory and (NAS-Bench-201)
+    its benchmark, run by common.launch; returns the final genotype."""
+    stages = stages_from_flags(args, len(space.op_names))
+    check_search_flags(args, stages)
+
+    def build_task(device, checkpoint, note):
+        benchmark = open_benchmark(args, note) if open_benchmark and (dist is None or dist.is_main) else None
+        return build_search(args, space, stages, device, loaders_factory=loaders_factory, dist=dist,
+                            checkpoint=checkpoint, benchmark=benchmark, schedule=schedule)
+
+    results = launch.start(args, dist=dist, build_task=build_task,
+                           default_dir=lambda: default_output_dir(space.folder, args.dataset, args.save, args.seed))
+    return results["genotype"]
