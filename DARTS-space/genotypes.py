@@ -194,6 +194,23 @@ def genotype_to_json(genotype):
     return out
 
 
+def _index(value, where):
+    """A state index: an int (not a bool, not a float such as 0.9 that int() would truncate)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: state indices are whole numbers, got {value!r}")
+    return value
+
+
+def _pairs(items, cell):
+    """The (op name, input) pairs of a cell, each checked to be a pair of a name and a value."""
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"{cell} cell: expected a list of (op, input) pairs")
+    for item in items:
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
+            raise ValueError(f"{cell} cell: expected (op, input) pairs, got {str(item)[:40]}")
+    return items
+
+
 def genotype_from_json(data):
     """The Genotype of `genotype_to_json`'s dict (a Genotype is accepted too).
 
@@ -206,7 +223,7 @@ def genotype_from_json(data):
         raise ValueError(f"not a genotype: missing {', '.join(missing)}")
     fields = {}
     for cell in ("normal", "reduce"):
-        pairs = [(str(op), int(j)) for op, j in data[cell]]
+        pairs = [(op, _index(j, cell)) for op, j in _pairs(data[cell], cell)]
         if not pairs or len(pairs) % 2:
             raise ValueError(f"{cell} cell: need two (op, input) pairs per node, got {len(pairs)} pairs")
         for index, (op, j) in enumerate(pairs):
@@ -215,7 +232,9 @@ def genotype_from_json(data):
                 raise ValueError(f"{cell} cell: unknown op {op!r}")
             if not 0 <= j < node:
                 raise ValueError(f"{cell} cell: node {node} cannot take input {j}")
-        concat = [int(s) for s in data[f"{cell}_concat"]]
+        if not isinstance(data[f"{cell}_concat"], (list, tuple)):
+            raise ValueError(f"{cell}_concat: expected a list of states")
+        concat = [_index(s, f"{cell}_concat") for s in data[f"{cell}_concat"]]
         states = len(pairs) // 2 + 2
         if not concat or any(not 0 <= s < states for s in concat):
             raise ValueError(f"{cell} cell: concat {concat} outside states 0..{states - 1}")

@@ -225,11 +225,13 @@ def _one_line(text):
     return " ".join(str(text).split())
 
 
-def resolve_genotype(arch):
+def resolve_genotype(arch, allow_unfinished=False):
     """The Genotype that `--arch` names: a published genotype (a key of GENOTYPES), or a
     JSON file: a DARTS-space search's results.json (its "genotype" entry, the final one) or
     a bare genotype (`genotype_to_json`'s dict). A search run folder holding results.json is
-    accepted too. A Genotype passes through. Anything else is a one-line UserError."""
+    accepted too. A Genotype passes through. Anything else is a one-line UserError, and so is
+    a search that has not finished (its genotype is an intermediate one) unless
+    `allow_unfinished`."""
     if isinstance(arch, Genotype):
         return arch
     arch = str(arch)
@@ -250,10 +252,15 @@ def resolve_genotype(arch):
         raise UserError(f"cannot read --arch file {file}: {_one_line(err.strerror or err)}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"--arch file {file} is not valid JSON ({_one_line(err)})") from None
+    except RecursionError:
+        raise UserError(f"--arch file {file} nests too deeply to be a genotype") from None
     if isinstance(data, dict) and all(key in data for key in Genotype._fields):
         genotype = data  # a bare genotype
     elif isinstance(data, dict) and data.get("genotype") is not None:
         genotype = data["genotype"]
+        if isinstance(genotype, dict) and data.get("finished") is not True and not allow_unfinished:
+            raise UserError(f"--arch {arch}: the search has not finished ({data.get('epochs_done', '?')} epochs "
+                            "done), its genotype is an intermediate one: wait for it, or pass --allow_unfinished")
     else:
         raise UserError(f"--arch file {file} holds no genotype: expected a DARTS-space search's "
                         f"{RESULTS_NAME} (after its first epoch) or a genotype JSON with keys "

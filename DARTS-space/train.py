@@ -15,12 +15,13 @@ Data parallel on several GPUs (or CPU processes), same flags, `--batch_size` the
 
     torchrun --nproc_per_node=4 train.py --auxiliary --cutout --arch DrNAS_cifar10
 """
-import torch
+import functools
 
 from common import flags, launch
 from common.datasets import DATASETS
 from common.loaders import training_loaders
 from common.run_folder import PROJECT_ROOT, default_output_dir
+from common.schedule import EpochLR, continued_cosine
 from common.train import training
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkCIFAR, resolve_genotype
@@ -43,11 +44,13 @@ def build_parser():
 
 
 def cosine(args, optimizer):
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.epochs)  # to 0, as the authors'
+    """The cosine from --learning_rate to 0 over --epochs, as the authors' CosineAnnealingLR."""
+    return EpochLR(optimizer, functools.partial(continued_cosine, lr=args.learning_rate, lr_min=0.0,
+                                                total_epochs=args.epochs))
 
 
 def run(args, dist=None):
-    genotype = resolve_genotype(args.arch)
+    genotype = resolve_genotype(args.arch, args.allow_unfinished)
     return training(
         args, space="darts", genotype=genotype_to_json(genotype), loaders_factory=training_loaders, schedule=cosine,
         build_model=lambda classes: NetworkCIFAR(args.init_channels, classes, args.layers, args.auxiliary, genotype),

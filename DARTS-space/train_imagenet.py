@@ -50,7 +50,7 @@ def schedule(args, optimizer):
 
 
 def run(args, dist=None):
-    genotype = resolve_genotype(args.arch)
+    genotype = resolve_genotype(args.arch, args.allow_unfinished)
     return training(
         args, space="darts", genotype=genotype_to_json(genotype), loaders_factory=imagenet_training_loaders,
         schedule=schedule, criterion=functools.partial(F.cross_entropy, label_smoothing=args.label_smooth),

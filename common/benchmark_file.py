@@ -2,11 +2,11 @@
 `NAS-Bench-201-v1_1-096897.pth`, 4.7 GB) into the `nas_201_api` package's own API, and the
 six accuracies of every architecture read through its query methods.
 
-The package itself calls `torch.load` with the default `weights_only` (True since torch
-2.6), which the real files may not satisfy, so this module loads the file itself: first
-with `weights_only=True`, allow-listing a few plain numpy types, and only if the file
-needs other globals, in full (`weights_only=False`) with a one-line warning. The loaded
-dict is handed to `NASBench201API(the_dict, verbose=False)`.
+The package itself calls `torch.load` with the default `weights_only`, whose pure-Python
+unpickler takes many minutes over these files, so this module loads the file itself, through
+an allow-list unpickler (common/safe_pickle.py): the C unpickler's speed, and a file that
+names anything but plain data is refused in one line, never loaded in full. The loaded dict
+is handed to `NASBench201API(the_dict, verbose=False)`.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from common import safe_pickle
 from common.errors import UserError
 from common.results import METRICS
 
@@ -35,35 +36,10 @@ DOWNLOAD_HINT = f"download {OFFICIAL_FILES[0]} or {OFFICIAL_FILES[1]} and pass i
 _REQUIRED_KEYS = ("meta_archs", "arch2infos", "evaluated_indexes")
 
 
-def _numpy_safe_globals() -> list:
-    """The plain numpy types (scalars, dtypes, arrays) a benchmark pickle may contain."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency of nas_201_api
-        return []
-    core = getattr(np, "_core", None) or np.core
-    multiarray = core.multiarray
-    allowed = [np.dtype, np.ndarray]
-    for name in ("scalar", "_reconstruct"):
-        fn = getattr(multiarray, name)
-        # Files written with numpy 1.x name 'numpy.core.multiarray', with numpy 2.x 'numpy._core.multiarray'.
-        allowed += [(fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        for name in dir(dtypes):
-            obj = getattr(dtypes, name)
-            if name.endswith("DType") and isinstance(obj, type):
-                allowed.append((obj, f"numpy.dtypes.{name}"))
-    return allowed
-
-
-_UNSAFE_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
-
-
 def _short(err: BaseException) -> str:
     text = " ".join(str(err).split())
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    if not text or text.startswith("Weights only load failed"):
+    if not text:
         return type(err).__name__
     if len(text) > 120:
         text = text[:117] + "..."
@@ -71,14 +47,16 @@ def _short(err: BaseException) -> str:
 
 
 def _torch_load(path: Path, log):
-    """torch.load the benchmark file: weights_only first, in full only if it needs other globals."""
+    """torch.load the benchmark file through the allow-list unpickler (common/safe_pickle.py):
+    the C unpickler's speed, and a file that names anything but plain data is refused."""
     bad = (f"NAS-Bench-201 file {path} does not load: it is truncated, not a torch file, or damaged "
            f"({{}}); {DOWNLOAD_HINT}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
-                return torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=safe_pickle.TORCH_MODULE)
+        except safe_pickle.UnsafeGlobal as err:
+            raise safe_pickle.refusal(path, "NAS-Bench-201", err) from None
         except MemoryError:
             raise UserError(f"not enough memory to load NAS-Bench-201 file {path}: run on a machine "
                             "with more RAM once, the accuracy table it writes is small") from None
@@ -86,19 +64,6 @@ def _torch_load(path: Path, log):
             raise UserError(f"cannot read NAS-Bench-201 file {path}: {err.strerror or err}; "
                             "check its permissions") from None
         except Exception as err:  # torch raises many kinds for a damaged or foreign file
-            match = _UNSAFE_GLOBAL.search(str(err))
-            if match is None:
-                raise UserError(bad.format(_short(err))) from None
-            needed = match.group(1)
-        log(f"warning: {path.name} needs {needed}, which torch.load(weights_only=True) refuses; "
-            "unpickling it in full (weights_only=False), which can run code from the file: "
-            "do this only with the official NAS-Bench-201 file")
-        try:
-            return torch.load(str(path), map_location="cpu", weights_only=False)
-        except MemoryError:
-            raise UserError(f"not enough memory to load NAS-Bench-201 file {path}: run on a machine "
-                            "with more RAM once, the accuracy table it writes is small") from None
-        except Exception as err:
             raise UserError(bad.format(_short(err))) from None
 
 

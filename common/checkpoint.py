@@ -1,9 +1,13 @@
 """Atomic checkpoints of plain state (state_dicts, numbers, strings, lists) and RNG states.
 
 A checkpoint is written to a temporary file in the same folder and moved into place, so
-an interrupted write never leaves a half-written checkpoint. Loading uses
+an interrupted write never leaves a half-written checkpoint; a run that starts or resumes
+removes the temporary files a killed write left. Loading uses
 `torch.load(weights_only=True)`: a checkpoint can hold nothing but tensors and plain types.
+It carries a SHA-256 of its whole content, so a flipped bit is refused, and the CPU thread
+count it was written with (a resume on another count is not bit-identical on the CPU).
 """
+import hashlib
 import os
 import random
 import tempfile
@@ -35,8 +39,53 @@ def atomic_write(path, write):
             os.remove(tmp)
 
 
+FORMAT = "drnas-checkpoint"
+_TMP_PATTERNS = (f".{CHECKPOINT_NAME}.*.tmp", ".results.json.*.tmp")
+
+
+def remove_orphans(folder):
+    """Remove the temporary files of this project's atomic writes that a killed run left."""
+    for pattern in _TMP_PATTERNS:
+        for orphan in Path(folder).glob(pattern):
+            orphan.unlink(missing_ok=True)
+
+
+def _feed(digest, value):
+    """Hash `value` (nested dicts, lists, tuples, tensors, plain values) into `digest`."""
+    if torch.is_tensor(value):
+        data = value.detach().cpu().contiguous()
+        digest.update(f"tensor {data.dtype} {tuple(data.shape)}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    elif isinstance(value, dict):
+        digest.update(b"dict")
+        for key in sorted(value, key=repr):
+            digest.update(repr(key).encode())
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__} {len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"{type(value).__name__} {value!r}".encode())
+
+
+def checksum(state):
+    digest = hashlib.sha256()
+    _feed(digest, {key: value for key, value in state.items() if key != "checksum"})
+    return digest.hexdigest()
+
+
 def save_checkpoint(path, state):
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """Write `state` atomically, with the format marker, the thread count and the checksum; a
+    full disk or an unwritable folder is one line."""
+    state = {**state, "format": FORMAT, "threads": torch.get_num_threads()}
+    state["checksum"] = checksum(state)
+    try:
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:160]
+        raise UserError(f"cannot write the checkpoint {path} ({reason}): free some space or pick another "
+                        "--output_dir; the previous checkpoint is kept") from None
 
 
 def find_checkpoint(path):
@@ -49,25 +98,36 @@ def find_checkpoint(path):
     return path
 
 
+_REQUIRED = ("epoch", "args", "results", "rng", "loaders", "checksum")
+
+
 def load_checkpoint(path):
+    """The checked checkpoint of a run folder (or file): one line for a truncated, foreign,
+    altered or inconsistent file."""
     path = find_checkpoint(path)
+    fix = "start a new run (without --resume) or pass another run folder"
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # truncated, not a torch file, or objects that are not plain data
         raise UserError(f"cannot read checkpoint {path}: it is truncated or not a checkpoint of this "
-                        "project; start a new run without --resume") from None
+                        f"project; {fix}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or any(key not in state for key in _REQUIRED):
+        raise UserError(f"{path} is a torch file but not a checkpoint of this project; {fix}")
+    if checksum(state) != state["checksum"]:
+        raise UserError(f"checkpoint {path} is damaged (its content does not match its checksum); {fix}")
+    _check_consistent(path, state, fix)
+    return state
 
 
-def check_same_settings(saved_args, args, may_differ):
-    """A checkpoint only resumes a run with the same settings (but for `may_differ`)."""
-    for key in sorted(set(saved_args) | set(args)):
-        if key in may_differ:
-            continue
-        if saved_args.get(key) != args.get(key):
-            raise UserError(
-                f"the checkpoint was written with --{key} {saved_args.get(key)!r}, this run has "
-                f"--{key} {args.get(key)!r}: resume with the checkpoint's settings or start a new run"
-            )
+def _check_consistent(path, state, fix):
+    epoch, results = state["epoch"], state["results"]
+    if not isinstance(epoch, int) or not isinstance(results, dict) or epoch != len(results.get("epochs", [])):
+        raise UserError(f"checkpoint {path} counts {epoch!r} epochs done but records "
+                        f"{len(results.get('epochs', [])) if isinstance(results, dict) else '?'}; {fix}")
+    for name, tensor in state.get("model", {}).items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"checkpoint {path} holds non-finite values in {name} (the run diverged before it "
+                            f"was written); {fix}")
 
 
 def loop_state(epoch, run, stateful, loaders):

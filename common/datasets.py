@@ -3,13 +3,13 @@
 Every dataset is read into one uint8 tensor (N, 3, H, W) plus int64 labels (an `ImageSet`),
 which common/device_loader.py moves to the accelerator once. Readers read the original file
 formats directly (CIFAR pickles, SVHN .mat, NAS-Bench-201's ImageNet16 pickles) without
-checksum checks, so trimmed samples of the real files load too. Anything the user can fix
-raises a one-line `UserError`.
+checksum checks, so trimmed samples of the real files load too; the pickles through an
+allow-list that admits plain data only, so a crafted batch file cannot run code. Anything the
+user can fix raises a one-line `UserError`.
 """
 from __future__ import annotations
 
 import math
-import pickle
 import socket
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from common import safe_pickle
 from common.errors import UserError
 from common.imageset import ImageSet
 from common.synthetic import SYNTHETIC_TEST, SYNTHETIC_TRAIN, make_synthetic
@@ -45,11 +46,14 @@ def _one_line(text) -> str:
 
 
 def _load_pickle(path: Path, what: str, fix: str) -> dict:
-    """Unpickle a batch file; keys become str whether pickled by Python 2 (bytes) or 3."""
+    """Unpickle a batch file through the allow-list (common/safe_pickle.py: plain data only, no
+    code); keys become str whether pickled by Python 2 (bytes) or 3."""
     try:
         with open(path, "rb") as f:
             # latin1 decodes Python 2 str objects and numpy's pickled buffers losslessly
-            obj = pickle.load(f, encoding="latin1")
+            obj = safe_pickle.load(f, encoding="latin1")
+    except safe_pickle.UnsafeGlobal as err:
+        raise safe_pickle.refusal(path, what, err) from None
     except Exception as err:  # any failure here means a truncated or foreign file
         raise UserError(f"{what} file {path} is unreadable or corrupt "
                         f"({type(err).__name__}: {_one_line(err)[:120]}): {fix}") from None

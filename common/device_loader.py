@@ -58,6 +58,8 @@ class DeviceLoader:
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.epoch, self._pass = 0, 0  # the sharded streams' position
         self.permutation = torch.Generator(device=self.device)
+        self._current = None  # the pass in progress: {"order" or "pass", "next"}
+        self._resume = None  # a pass to continue (from a mid-epoch checkpoint)
         h, w = images.shape[2], images.shape[3]
         self._rows = torch.arange(h, device=self.device)
         self._cols = torch.arange(w, device=self.device)
@@ -97,13 +99,27 @@ class DeviceLoader:
             yield from self._sharded_batches()
             return
         n, b = self.num_images, self.batch_size
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=self.device)
+        if self._resume is not None:
+            order, start = self._resume["order"].to(self.device), self._resume["next"]
+            self._resume = None
         else:
-            order = torch.arange(n, device=self.device)
-        for i in range(len(self)):
-            idx = order[i * b:(i + 1) * b]
-            yield self.batch(idx), self.labels[idx]
+            order = (torch.randperm(n, generator=self.generator, device=self.device) if self.shuffle
+                     else torch.arange(n, device=self.device))
+            start = 0
+        yield from self._steps(range(start, len(self)), lambda i: order[i * b:(i + 1) * b], {"order": order})
+
+    def _steps(self, steps, indices, current):
+        """The batches of `steps`, the pass's position kept in `current` (for `state_dict`); an
+        abandoned pass (the search's architecture stream at the end of an epoch) stays current
+        until the next pass starts."""
+        self._current = current
+        for i in steps:
+            idx = indices(i)
+            current["next"] = i + 1
+            if idx.numel():
+                yield self.batch(idx), self.labels[idx]
+        if self._current is current:
+            self._current = None
 
     # --- sharded over the ranks of a torchrun job ---------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -136,13 +152,16 @@ class DeviceLoader:
         return [order[i * b:(i + 1) * b][self.rank::self.world_size] for i in range(len(self))]
 
     def _sharded_batches(self):
-        # augmentation: this rank's own stream, re-seeded per epoch (resume needs no state)
-        self.generator.manual_seed(self._stream_seed(7919 * (self.rank + 1)))
-        indices = self.batch_indices()
+        start = 0
+        if self._resume is not None:  # the same pass, its augmentation stream where it was
+            self.epoch, self._pass, start = self._resume["epoch"], self._resume["pass"], self._resume["next"]
+            self.generator.set_state(self._resume["generator"].cpu())
+            self._resume = None
+        else:  # this rank's own augmentation stream, re-seeded per pass (a resume at an epoch needs no state)
+            self.generator.manual_seed(self._stream_seed(7919 * (self.rank + 1)))
+        indices, current = self.batch_indices(), {"epoch": self.epoch, "pass": self._pass}
         self._pass += 1
-        for idx in indices:
-            if idx.numel():
-                yield self.batch(idx), self.labels[idx]
+        yield from self._steps(range(start, len(indices)), indices.__getitem__, current)
 
     def _rand(self, high: int, size: int) -> torch.Tensor:
         return torch.randint(0, high, (size,), generator=self.generator, device=self.device)
@@ -189,13 +208,22 @@ class DeviceLoader:
         mask = in_rows[:, :, None] & in_cols[:, None, :]
         return x.masked_fill_(mask[:, None], 0.0)
 
-    def state_dict(self) -> dict:
-        """The generator state (CPU uint8): restoring it replays the next epoch exactly. A sharded
-        loader saves it too, so that its checkpoint loads into one process, and ignores it on
-        load: its streams are re-seeded every epoch."""
-        return {"generator": self.generator.get_state().cpu().clone()}
+    def state_dict(self, mid_pass: bool = False) -> dict:
+        """The generator state (CPU uint8): restoring it replays the next epoch exactly. With
+        `mid_pass`, also the position in the pass in progress, which `load_state_dict` makes the
+        next iteration continue from. A sharded loader saves its generator too, so that its
+        checkpoint loads into one process, and ignores it on load at an epoch boundary: its
+        streams are re-seeded every pass."""
+        state = {"generator": self.generator.get_state().cpu().clone()}
+        if mid_pass and self._current is not None:
+            state["position"] = {key: value.cpu() if torch.is_tensor(value) else value
+                                 for key, value in self._current.items()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        position = state.get("position")
+        if position is not None:
+            self._resume = {**position, "generator": state["generator"]}
         if not self.sharded:
             self.generator.set_state(state["generator"].cpu())
 

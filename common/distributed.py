@@ -33,6 +33,7 @@ class Dist:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    cpu_group: object = None  # for small host-side collectives in NCCL jobs (None: the default group)
 
     @property
     def is_main(self):
@@ -41,6 +42,12 @@ class Dist:
     @property
     def distributed(self):
         return self.world_size > 1
+
+    def all_reduce_max_cpu(self, tensor):
+        """Max of a CPU tensor over the ranks, in place, without touching the GPU."""
+        if self.distributed:
+            torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX, group=self.cpu_group)
+        return tensor
 
     def all_reduce_sum(self, tensor):
         """Sum `tensor` over the ranks, in place; returns it."""
@@ -138,7 +145,8 @@ def init_distributed(device_arg="auto"):
         raise UserError(f"distributed training runs on CUDA or CPU, not on --device {device_arg}")
     kwargs = {"device_id": device} if device.type == "cuda" else {}
     torch_dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
-    return Dist(rank, world_size, local_rank, device)
+    cpu_group = torch_dist.new_group(backend="gloo") if backend == "nccl" else None
+    return Dist(rank, world_size, local_rank, device, cpu_group)
 
 
 def global_to_local_batch(batch_size, dist):

@@ -17,11 +17,17 @@ final `finished: true`.
 
 Only rank 0 of a torchrun job writes: the folder of the other ranks is a QuietFolder.
 """
+import io
+import signal
 import time
 
-from common.checkpoint import CHECKPOINT_NAME, loop_state, restore_loop_state, save_checkpoint
+import torch
+
+from common.checkpoint import (CHECKPOINT_NAME, loop_state, restore_loop_state, rng_state, save_checkpoint,
+                               set_rng_state)
 from common.errors import UserError
 from common.progress import Progress
+from common.stopping import StopRequested, exit_status
 
 
 class Diverged(UserError):
@@ -37,10 +43,10 @@ def divergence_check(folder, epoch, fix, is_main=True):
             return
         if is_main:
             folder.save_results(diverged={"epoch": epoch + 1, "step": first_bad + 1})
-        raise Diverged(
-            f"training diverged: non-finite loss at epoch {epoch + 1}, step {first_bad + 1}; "
-            f"the last good checkpoint ({epoch} epochs done) is kept in {folder.dir / CHECKPOINT_NAME}: "
-            f"{fix} and start again")
+        kept = (f"the last good checkpoint ({epoch} epochs done) is kept in {folder.dir / CHECKPOINT_NAME}"
+                if epoch else "no checkpoint was written yet")
+        raise Diverged(f"training diverged: non-finite loss or parameters at epoch {epoch + 1}, step "
+                       f"{first_bad + 1}; {kept}: {fix} and start again")
 
     return check
 
@@ -68,13 +74,14 @@ class Task:
         """Put the run-level entries known before the first epoch into `results`; returns log lines."""
         return []
 
-    def begin_epoch(self, epoch):
+    def begin_epoch(self, epoch, resuming=False):
+        """`resuming`: the epoch continues from a mid-epoch checkpoint (its set-up is restored)."""
         return {}
 
     def header(self, epoch, lr, fields):
         return f"epoch {epoch + 1}/{self.epochs} lr {lr:.6e}"
 
-    def train_epoch(self, epoch, progress, check_divergence):
+    def train_epoch(self, epoch, progress, check_divergence, stop=None, start=None):
         raise NotImplementedError
 
     def evaluate(self, epoch):
@@ -101,44 +108,84 @@ class Task:
         return {**loop_state(epoch, folder, self.stateful, self.loaders), **self.checkpoint_extra(epoch)}
 
     def restore(self, state):
-        """Load a checkpoint into the freshly built task; returns the number of epochs done."""
-        return restore_loop_state(state, self.stateful, self.loaders)
+        """Load a checkpoint into the freshly built task; returns the number of epochs done. A
+        checkpoint that does not fit (another network, another optimizer) is one line."""
+        try:
+            return restore_loop_state(state, self.stateful, self.loaders)
+        except (RuntimeError, KeyError, ValueError, IndexError, TypeError) as err:
+            reason = " ".join(str(err).split())[:160]
+            raise UserError(f"the checkpoint does not fit this run ({type(err).__name__}: {reason}): resume "
+                            "with the settings it was written with, or start a new run") from None
+
+    def rank_state(self, meter):
+        """This rank's part of a mid-epoch checkpoint: random states, loader positions, sums."""
+        return {"rng": rng_state(), "meter": meter.state_dict(),
+                "loaders": {name: loader.state_dict(mid_pass=True) for name, loader in self.loaders.items()
+                            if hasattr(loader, "state_dict")}}
+
+    def restore_rank(self, state):
+        """This rank's part of a mid-epoch checkpoint; returns (steps done, sums) for `drive`."""
+        set_rng_state(state["rng"])
+        for name, loader_state in state["loaders"].items():
+            self.loaders[name].load_state_dict(loader_state)
+        return state["meter"]
 
 
-def _train(task, folder, epoch, fields, is_main):
+def _train(task, folder, epoch, is_main, stop, start):
     """The epoch's steps, timed, with the progress line and the divergence check."""
     check = divergence_check(folder, epoch, task.fix, is_main)
     progress = None
     if is_main:
         progress = Progress(folder.log, f"epoch {epoch + 1}", task.steps, task.batch_size, task.report_freq,
-                            steps_after=task.steps * (task.epochs - epoch - 1))
+                            steps_after=task.steps * (task.epochs - epoch - 1), first_step=start[0] if start else 0)
     started = time.time()
-    loss, acc = task.train_epoch(epoch, progress, check)
+    loss, acc = task.train_epoch(epoch, progress, check, stop=stop, start=start)
     return loss, acc, started, time.time() - started
 
 
-def drive(task, folder, *, start_epoch=0, stop_after_epoch=None, dist=None):
-    """Run (or continue) the task's epochs into `folder`; returns the results dict."""
+def stop_mid_epoch(task, folder, epoch, request, dist):
+    """After a signal: the mid-epoch checkpoint (every rank's random states, loader positions
+    and sums, gathered on rank 0), `finished: false` with the signal in the results, one line
+    with the command that continues; then exit with status 128 + the signal number."""
+    ranks = [task.rank_state(request.meter)]
+    if dist is not None and dist.distributed:  # as torch-saved bytes: gathering tensors in objects fails
+        buffer = io.BytesIO()
+        torch.save(ranks[0], buffer)
+        ranks = [torch.load(io.BytesIO(data), weights_only=True) for data in dist.all_gather_objects(buffer.getvalue())]
+    name = signal.Signals(request.signum).name
+    if dist is None or dist.is_main:
+        state = task.checkpoint(folder, epoch)
+        state["mid_epoch"] = {"epoch": epoch, "steps_done": request.steps_done, "ranks": ranks}
+        save_checkpoint(folder.dir / CHECKPOINT_NAME, state)
+        folder.save_results(finished=False, stopped={"signal": name, "epoch": epoch + 1, "steps_done": request.steps_done})
+    folder.log.info(f"stopped by {name} in epoch {epoch + 1} after step {request.steps_done}; the checkpoint "
+                    f"holds it: continue with --resume {folder.dir}")
+    raise SystemExit(exit_status(request.signum))
+
+
+def drive(task, folder, *, start_epoch=0, stop_after_epoch=None, dist=None, signals=None, resume=None):
+    """Run (or continue) the task's epochs into `folder`; returns the results dict. `signals`
+    (common.stopping.StopSignals) stops the run at a step boundary; `resume` (steps done, sums)
+    continues a first epoch stopped so."""
     is_main = dist is None or dist.is_main
     task.log = folder.log  # for the lines a hook logs
     for epoch in range(start_epoch, task.epochs):
-        fields = task.begin_epoch(epoch)
+        fields = task.begin_epoch(epoch, resuming=resume is not None)
         lr = task.optimizer.param_groups[0]["lr"]
-        folder.log.info(task.header(epoch, lr, fields))
-        train_loss, train_acc, started, train_time = _train(task, folder, epoch, fields, is_main)
+        folder.log.info(task.header(epoch, lr, fields) + (f" (resumed after step {resume[0]})" if resume else ""))
+        try:
+            train_loss, train_acc, started, train_time = _train(
+                task, folder, epoch, is_main, signals.check if signals else None, resume)
+        except StopRequested as request:
+            stop_mid_epoch(task, folder, epoch, request, dist)
+        resume = None
         evaluation = task.evaluate(epoch)
         task.scheduler.step()
         record = {"epoch": epoch + 1, **fields, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                   **evaluation, "images_per_s": task.steps * task.batch_size / max(train_time, 1e-9)}
         task.finish_epoch(epoch, record)
         record["epoch_time_s"] = time.time() - started
-        folder.results["epochs"].append(record)
-        task.update_results(folder.results, record)
-        folder.results.update(epochs_done=epoch + 1)
-        for line in task.summary(record, folder.results):
-            folder.log.info(line)
-        _scalars(folder, record)
-        folder.results["wall_time_s"] = folder.elapsed_before + time.time() - folder.started
+        _record(task, folder, record, epoch)
         if is_main:
             save_checkpoint(folder.dir / CHECKPOINT_NAME, task.checkpoint(folder, epoch + 1))
             folder.save_results()
@@ -149,6 +196,17 @@ def drive(task, folder, *, start_epoch=0, stop_after_epoch=None, dist=None):
     for line in task.final_lines(folder.results):
         folder.log.info(line)
     return folder.results
+
+
+def _record(task, folder, record, epoch):
+    """The epoch's record into the results, the log and TensorBoard."""
+    folder.results["epochs"].append(record)
+    task.update_results(folder.results, record)
+    folder.results.update(epochs_done=epoch + 1)
+    for line in task.summary(record, folder.results):
+        folder.log.info(line)
+    _scalars(folder, record)
+    folder.results["wall_time_s"] = folder.elapsed_before + time.time() - folder.started
 
 
 def _scalars(folder, record):

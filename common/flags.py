@@ -10,12 +10,9 @@ import math
 
 from common.device import MEMORY_FORMATS
 from common.errors import ArgumentParser
-from common.results import RUN_PLUMBING
 
 SEED_MAX = 2**32 - 1
 
-# Flags that may change between a run and its --resume (all others must match the checkpoint).
-RESUME_MAY_DIFFER = RUN_PLUMBING
 
 
 def _number(kind, text):
@@ -97,7 +94,9 @@ def add_run_flags(p, data_limit_help="use only the first N training images"):
     p.add_argument("--save", default="exp", help="experiment name, part of the output folder name")
     p.add_argument("--output_dir", default=None, help="output folder (default: experiments/<space>/<dataset>/...)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in this folder")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the run in this folder, with its own flags (given ones may extend it)")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in a folder that holds one")
     p.add_argument("--stop_after_epoch", type=positive_int, default=None,
                    help="stop cleanly after this epoch (e.g. a scheduler's time limit); --resume later")
     p.add_argument("--data_limit", type=positive_int, default=None, help=data_limit_help)
@@ -114,3 +113,5 @@ def add_training_flags(p, *, epochs, init_channels, layers, auxiliary_weight, dr
     p.add_argument("--drop_path_prob", type=probability, default=drop_path_prob, help="final value of the linear ramp")
     p.add_argument("--arch", default=arch,
                    help="published genotype name, a search's results.json or run folder, or a genotype JSON")
+    p.add_argument("--allow_unfinished", action="store_true",
+                   help="take the genotype of a search that has not finished (an intermediate one)")

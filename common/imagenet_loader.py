@@ -42,11 +42,17 @@ class EpochSampler(Sampler):
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.generator = torch.Generator()
         self.generator.manual_seed(int(seed))
+        self.items = None  # this pass's (seed, index) pairs
+        self.resume = None  # (items, first item): a pass to continue
 
     def __len__(self):
         return -(-self.n // self.num_replicas)
 
     def __iter__(self):
+        if self.resume is not None:
+            self.items, start = self.resume
+            self.resume = None
+            return iter(self.items[start:])
         if self.shuffle:
             order = torch.randperm(self.n, generator=self.generator).tolist()
         else:
@@ -54,7 +60,8 @@ class EpochSampler(Sampler):
         epoch_seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator))
         total = len(self) * self.num_replicas
         order = (order * (-(-total // self.n)))[:total][self.rank::self.num_replicas]
-        return iter([(epoch_seed, i) for i in order])  # drawn now, not lazily in a prefetch
+        self.items = [(epoch_seed, i) for i in order]  # drawn now, not lazily in a prefetch
+        return iter(self.items)
 
 
 class ImageNetLoader:
@@ -67,6 +74,7 @@ class ImageNetLoader:
         self.device = torch.device(device)
         self.dataset, self.batch_size, self.drop_last = dataset, int(batch_size), bool(drop_last)
         self.memory_format = memory_format
+        self._current, self._resume_next = None, None  # the pass in progress; the batch to resume at
         self.sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed,
                                     num_replicas=num_replicas, rank=rank)
         if len(self) == 0:
@@ -90,8 +98,15 @@ class ImageNetLoader:
         return n // b if self.drop_last else -(-n // b)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for batch in self.loader:
+        start = self._resume_next or 0
+        self._resume_next = None
+        batches = iter(self.loader)  # the sampler draws the pass (or continues one) here
+        current = self._current = {"items": self.sampler.items, "next": start}
+        for batch in batches:
+            current["next"] += 1
             yield self.to_device(batch)
+        if self._current is current:
+            self._current = None
 
     def to_device(self, batch):
         """A DataLoader batch -> (x, y) on the device."""
@@ -99,12 +114,21 @@ class ImageNetLoader:
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         return x, y.to(self.device, non_blocking=True)
 
-    def state_dict(self) -> dict:
-        """The generator state (CPU uint8): restoring it replays the next epoch exactly."""
-        return {"generator": self.sampler.generator.get_state().clone()}
+    def state_dict(self, mid_pass: bool = False) -> dict:
+        """The generator state (CPU uint8): restoring it replays the next epoch exactly. With
+        `mid_pass`, also the pass in progress ((seed, image) pairs and the batches done), which
+        `load_state_dict` makes the next iteration continue from."""
+        state = {"generator": self.sampler.generator.get_state().clone()}
+        if mid_pass and self._current is not None:
+            state["position"] = dict(self._current)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.generator.set_state(state["generator"].cpu())
+        position = state.get("position")
+        if position is not None:
+            self.sampler.resume = ([tuple(item) for item in position["items"]], position["next"] * self.batch_size)
+            self._resume_next = position["next"]
 
 
 def folder_training_loaders(root, batch_size, workers, device, seed, image_size=224, eval_resize=256,

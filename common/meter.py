@@ -13,12 +13,27 @@ class Meter:
         self.first_bad = torch.full((), -1, device=device, dtype=torch.long)
         self.count = 0
 
-    def add(self, step, loss, logits, target):
+    def add(self, step, loss, logits, target, healthy=None):
+        """One step's numbers; `healthy` (a device bool, default: the loss is finite) false marks
+        the step as the first non-finite one unless an earlier step was."""
         loss = loss.detach()
         self.loss_sum += loss * target.shape[0]
         self.correct += (logits.detach().argmax(1) == target).sum()
         self.count += target.shape[0]
-        self.first_bad = torch.where((self.first_bad < 0) & ~torch.isfinite(loss), step, self.first_bad)
+        bad = ~torch.isfinite(loss) if healthy is None else ~(healthy & torch.isfinite(loss))
+        self.first_bad = torch.where((self.first_bad < 0) & bad, step, self.first_bad)
+
+    def state_dict(self):
+        """The sums, for a checkpoint written in the middle of an epoch."""
+        return {"loss_sum": self.loss_sum.detach().cpu(), "correct": self.correct.cpu(),
+                "first_bad": self.first_bad.cpu(), "count": self.count}
+
+    def load_state_dict(self, state):
+        device = self.loss_sum.device
+        self.loss_sum = state["loss_sum"].to(device)
+        self.correct = state["correct"].to(device)
+        self.first_bad = state["first_bad"].to(device)
+        self.count = int(state["count"])
 
     def read(self):
         """(mean loss, accuracy in %, first non-finite step or -1): one host read."""

@@ -10,10 +10,11 @@ class Progress:
     shown: at most once a second on a terminal, every `report_freq` steps in a log.
     """
 
-    def __init__(self, log, title, total_steps, batch_size, report_freq, steps_after=0, stream=None):
+    def __init__(self, log, title, total_steps, batch_size, report_freq, steps_after=0, stream=None, first_step=0):
         self.log, self.title = log, title
         self.total, self.batch_size, self.report_freq = total_steps, batch_size, report_freq
         self.steps_after = steps_after  # steps left in the run after this epoch, for the time left
+        self.first_step = first_step  # steps of the epoch done before (a resumed epoch)
         self.stream = stream or sys.stdout
         self.live = self.stream.isatty()
         self.start = self.last_shown = time.time()
@@ -27,7 +28,7 @@ class Progress:
         now = time.time()
         self.last_shown = now
         done = step + 1
-        per_step = (now - self.start) / done
+        per_step = (now - self.start) / max(done - self.first_step, 1)
         left = per_step * (self.total - done + self.steps_after)
         line = (f"{self.title} step {done}/{self.total} loss {loss:.4f} acc {acc:.2f}% "
                 f"{self.batch_size / per_step:.0f} img/s left {_hms(left)}")

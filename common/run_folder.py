@@ -18,6 +18,7 @@ import torch
 
 from common.checkpoint import atomic_write
 from common.device import peak_memory_mb
+from common.errors import UserError
 from common.results import RESULTS_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +45,10 @@ def versions():
     return info
 
 
-def default_output_dir(folder, dataset, save, seed, kind="search"):
-    """experiments/<space folder>/<dataset>/<kind>-<save>-<time>-<seed> (kind: search or eval)."""
+def default_output_dir(folder, dataset, save, seed, kind="search", suffix=""):
+    """experiments/<space folder>/<dataset>/<kind>-<save>-<time>-<seed><suffix>."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return PROJECT_ROOT / "experiments" / folder / dataset / f"{kind}-{save}-{stamp}-{seed}"
+    return PROJECT_ROOT / "experiments" / folder / dataset / f"{kind}-{save}-{stamp}-{seed}{suffix}"
 
 
 def make_logger(out_dir):
@@ -67,10 +68,10 @@ def make_logger(out_dir):
 class RunFolder:
     """The output folder of one run: log, TensorBoard writer and results JSON."""
 
-    def __init__(self, out_dir, args, device, results=None):
+    def __init__(self, out_dir, args, device, results=None, lock=None):
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.device = device
+        self.device, self.lock = device, lock  # common.ownership.RunLock, released on close
         self.log = make_logger(self.dir)
         from torch.utils.tensorboard import SummaryWriter  # slow import: only when a run starts
 
@@ -95,13 +96,31 @@ class RunFolder:
             self.results.get("peak_memory_mb", 0.0), peak_memory_mb(self.device)
         )
         text = json.dumps(self.results, indent=1)
-        atomic_write(self.results_path, lambda tmp: Path(tmp).write_text(text))
+        try:
+            atomic_write(self.results_path, lambda tmp: Path(tmp).write_text(text))
+        except OSError as err:
+            raise UserError(f"cannot write {self.results_path} ({err.strerror or err}): free some space "
+                            "or pick another --output_dir") from None
+
+    def record_failure(self, err):
+        """The error that ends the run: its line into log.txt (the terminal has it already on
+        stderr) and `finished: false` with the error into results.json."""
+        line = " ".join(str(err).split()) or type(err).__name__
+        stamp = time.strftime("%m/%d %I:%M:%S %p")
+        with open(self.dir / "log.txt", "a") as handle:
+            handle.write(f"{stamp} error: {line}\n")
+        try:
+            self.save_results(finished=False, error=line)
+        except UserError:
+            pass  # a full disk: the error line above is what can be kept
 
     def close(self):
         self.tb.close()
         for handler in list(self.log.handlers):
             self.log.removeHandler(handler)
             handler.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 class QuietFolder:
@@ -122,6 +141,9 @@ class QuietFolder:
 
     def save_results(self, **extra):
         self.results.update(extra)
+
+    def record_failure(self, err):
+        pass
 
     def close(self):
         pass

@@ -27,22 +27,31 @@ from common.device_loader import cycle
 from common.diagnostics import check_ranks_agree, epoch_diagnostics
 from common.distributed import check_sync_enabled, wrap_ddp
 from common.driver import Task
+from common.epoch import run_epoch
 from common.meter import Meter
 from common.mixing import METHODS, annealed_tau
 from common.progressive import enter_stage, load_masks, masks, stage_of
 
 
+def finite(tensors):
+    """A device bool: every element of `tensors` is finite (one fused norm, no host read)."""
+    return torch.isfinite(nn.utils.get_total_norm(tensors, foreach=True))
+
+
 def search_step(model, architect, weight_optimizer, batch, arch_batch, *, update_arch, grad_clip, amp=False,
                 forward=None):
-    """One bilevel step; returns (weight loss, logits), both detached, still on the device.
+    """One bilevel step; returns (weight loss, logits, healthy), detached, still on the device;
+    `healthy` is false when the architecture loss, alpha or the weights went non-finite.
 
     `forward`: the module the weight step runs, DistributedDataParallel around `model` under
     torchrun (default `model`); `amp`: bfloat16 autocast of the weight step's forward."""
     x, y = batch
     model.train()
+    healthy = None
     if update_arch:
         lr = weight_optimizer.param_groups[0]["lr"]
-        architect.step(x, y, *arch_batch, lr=lr, weight_optimizer=weight_optimizer)
+        arch_loss = architect.step(x, y, *arch_batch, lr=lr, weight_optimizer=weight_optimizer)
+        healthy = torch.isfinite(arch_loss) & finite(model.arch_parameters())
     weights = model.weight_parameters()
     weight_optimizer.zero_grad(set_to_none=True)
     with autocast(x.device, amp):
@@ -51,28 +60,23 @@ def search_step(model, architect, weight_optimizer, batch, arch_batch, *, update
     loss.backward(inputs=weights)  # weight gradients only: the architecture has its own step
     nn.utils.clip_grad_norm_(weights, grad_clip)  # the weights only (the authors' 201 code clipped alpha too)
     weight_optimizer.step()
-    return loss.detach(), logits.detach()
+    healthy = finite(weights) if healthy is None else healthy & finite(weights)
+    return loss.detach(), logits.detach(), healthy
 
 
-def search_epoch(model, architect, weight_optimizer, train_loader, arch_stream, *, update_arch,
-                 grad_clip, progress, check_divergence, amp=False, forward=None, dist=None, check_sync=False):
-    """One epoch of search steps; returns (mean weight loss, accuracy %), over all ranks of `dist`.
-    `progress` (None on ranks other than 0) shows this rank's own running numbers."""
-    meter = Meter(next(model.parameters()).device)
-    for step, batch in enumerate(train_loader):
+def search_epoch(model, architect, weight_optimizer, train_loader, arch_stream, *, update_arch, grad_clip,
+                 amp=False, forward=None, dist=None, check_sync=False, **loop):
+    """One epoch of search steps; returns (mean weight loss, accuracy %), over all ranks of
+    `dist`; `loop` holds common.epoch.run_epoch's progress, check_divergence, stop and start."""
+    def step(batch):
         arch_batch = next(arch_stream) if update_arch else None
-        loss, logits = search_step(model, architect, weight_optimizer, batch, arch_batch,
-                                   update_arch=update_arch, grad_clip=grad_clip, amp=amp, forward=forward)
-        if check_sync:
-            dist.check_sync(model)  # weights and alpha: identical on every rank after each step
-        meter.add(step, loss, logits, batch[1])
-        if progress is not None and progress.due(step):
-            mean_loss, acc, first_bad = meter.read()
-            check_divergence(first_bad)
-            progress.show(step, mean_loss, acc)
-    mean_loss, acc, first_bad, _, _ = meter.read_global(dist)
-    check_divergence(first_bad)
-    return mean_loss, acc
+        loss, logits, healthy = search_step(model, architect, weight_optimizer, batch, arch_batch,
+                                            update_arch=update_arch, grad_clip=grad_clip, amp=amp, forward=forward)
+        return loss, logits, batch[1], healthy
+
+    # weights and alpha: identical on every rank after each step
+    sync = (lambda: dist.check_sync(model)) if check_sync else None
+    return run_epoch(train_loader, step, device=next(model.parameters()).device, dist=dist, check_sync=sync, **loop)
 
 
 @torch.no_grad()
@@ -172,19 +176,22 @@ class SearchTask(Task):
         weights = sum(p.numel() for p in model.weight_parameters())
         return [f"device {device}; supernet weights {weights:,}; {self.steps} steps per epoch"]
 
-    def begin_epoch(self, epoch):
+    def begin_epoch(self, epoch, resuming=False):
+        """Enter a new stage (prune, widen), seed the ranks' streams, tell the loaders the epoch;
+        an epoch resumed in its middle has all of that in its checkpoint already."""
         config, model = self.config, self.model
         stage_index, stage_epoch = stage_of(config.stages, epoch)
         stage = config.stages[stage_index]
-        if stage_epoch == 0 and stage_index > 0:  # progressive learning: prune, then widen
+        if stage_epoch == 0 and stage_index > 0 and not resuming:  # progressive learning: prune, then widen
             shared_seed = _rank_seed(config.seed, epoch, rank=-1) if self.distributed else None
             enter_stage(model, self.optimizer, stage, memory_format=config.memory_format, shared_seed=shared_seed)
             self.forward = None
         if self.distributed:
-            torch.manual_seed(_rank_seed(config.seed, epoch, self.dist.rank))
+            if not resuming:
+                torch.manual_seed(_rank_seed(config.seed, epoch, self.dist.rank))
             self.forward = search_ddp(model, self.dist) if self.forward is None else self.forward
         for loader in self.loaders.values():
-            if hasattr(loader, "set_epoch"):
+            if hasattr(loader, "set_epoch") and not resuming:
                 loader.set_epoch(epoch)
         tau = config.tau(epoch) if config.tau else None
         if tau is not None:
@@ -198,13 +205,13 @@ class SearchTask(Task):
                 + (f" tau {fields['tau']:.3f}" if fields["tau"] is not None else "")
                 + ("" if fields["arch_updates"] else " (architecture warm-up: weights only)"))
 
-    def train_epoch(self, epoch, progress, check_divergence):
+    def train_epoch(self, epoch, progress, check_divergence, stop=None, start=None):
         objects = self.objects
         return search_epoch(
             self.model, objects.architect, self.optimizer, objects.loaders.train, cycle(objects.loaders.arch),
             update_arch=self.update_arch, grad_clip=self.config.grad_clip, progress=progress,
             check_divergence=check_divergence, amp=self.config.amp, forward=self.forward, dist=self.dist,
-            check_sync=self.check_sync)
+            check_sync=self.check_sync, stop=stop, start=start)
 
     def evaluate(self, epoch):
         if epoch < self.config.valid_from_epoch:
@@ -241,8 +248,8 @@ class SearchTask(Task):
         return [f"found architecture: {results['genotype']}"]
 
     def checkpoint_extra(self, epoch):
-        stage = stage_of(self.config.stages, epoch - 1)[0]
-        return {"stage": stage, "k": self.config.stages[stage].k, "masks": masks(self.model)}
+        """The network's structure now: its k and kept ops (a later stage's from its first epoch on)."""
+        return {"k": next(self.model.edge_ops())[2].k, "masks": masks(self.model)}
 
     def restore(self, state):
         """Load a checkpoint into freshly built objects (the model already at the saved k)."""

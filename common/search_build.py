@@ -100,6 +100,13 @@ def search(args, space, *, loaders_factory, dist=None, open_benchmark=None, sche
         return build_search(args, space, stages, device, loaders_factory=loaders_factory, dist=dist,
                             checkpoint=checkpoint, benchmark=benchmark, schedule=schedule)
 
-    results = launch.start(args, dist=dist, build_task=build_task,
-                           default_dir=lambda: default_output_dir(space.folder, args.dataset, args.save, args.seed))
+    results = launch.start(args, dist=dist, build_task=build_task, default_dir=lambda: search_folder(args, space, stages))
     return results["genotype"]
+
+
+def search_folder(args, space, stages):
+    """A new search's folder, named as the authors named theirs: experiments/<space folder>/
+    <dataset>/<method>-search[-progressive]-<save>-<time>-<seed>[-unrolled]-pc-<k>."""
+    kind = f"{args.method}-search" + ("-progressive" if len(stages) > 1 else "")
+    suffix = ("-unrolled" if args.unrolled else "") + f"-pc-{stages[0].k}"
+    return default_output_dir(space.folder, args.dataset, args.save, args.seed, kind=kind, suffix=suffix)

@@ -26,6 +26,7 @@ from common import launch
 from common.device import MEMORY_FORMATS, autocast
 from common.distributed import check_sync_enabled, wrap_ddp
 from common.driver import Task
+from common.epoch import run_epoch
 from common.meter import Meter
 
 
@@ -37,36 +38,31 @@ def _loss(criterion, logits, logits_aux, y, auxiliary_weight):
 
 
 def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0, criterion=F.cross_entropy,
-                progress=None, check_divergence=None, dist=None, check_sync=False, amp=False):
+                dist=None, check_sync=False, amp=False, **loop):
     """One pass over `loader` in training mode; returns (mean loss, top-1 accuracy in %).
 
     The loss that is reported includes the auxiliary term (as the DARTS code reports it).
     With a distributed `dist`, `model` is the DDP-wrapped module and the result is global;
-    `check_sync` compares the ranks' parameters after every step (DRNAS_CHECK_SYNC)."""
+    `check_sync` compares the ranks' parameters after every step (DRNAS_CHECK_SYNC); `loop`
+    holds common.epoch.run_epoch's progress, check_divergence, stop and start."""
     model.train()
     device = next(model.parameters()).device
-    meter = Meter(device)
-    for step, (x, y) in enumerate(loader):
+    params = list(model.parameters())
+
+    def step(batch):
+        x, y = batch
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, amp):
             logits, logits_aux = model(x)
             loss = _loss(criterion, logits, logits_aux, y, auxiliary_weight)
         loss.backward()
         if grad_clip is not None and grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
-        if check_sync and dist is not None:
-            dist.check_sync(model)
-        meter.add(step, loss, logits, y)
-        if progress is not None and progress.due(step):
-            mean_loss, acc, first_bad = meter.read()  # this rank's own numbers: no collective here
-            if check_divergence is not None:
-                check_divergence(first_bad)
-            progress.show(step, mean_loss, acc)
-    mean_loss, acc, first_bad, _, _ = meter.read_global(dist)
-    if check_divergence is not None:
-        check_divergence(first_bad)
-    return mean_loss, acc
+        return loss, logits, y, torch.isfinite(nn.utils.get_total_norm(params, foreach=True))
+
+    sync = (lambda: dist.check_sync(model)) if check_sync and dist is not None else None
+    return run_epoch(loader, step, device=device, dist=dist, check_sync=sync, **loop)
 
 
 @torch.no_grad()
@@ -148,21 +144,21 @@ class TrainTask(Task):
                 f"{loaders.train.num_images} training and {loaders.evaluation.num_images} test images; "
                 f"{self.steps} steps per epoch"]
 
-    def begin_epoch(self, epoch):
+    def begin_epoch(self, epoch, resuming=False):
         self.model.drop_path_prob = self.config.drop_path_prob * epoch / self.epochs
-        if hasattr(self.objects.loaders.train, "set_epoch"):
+        if hasattr(self.objects.loaders.train, "set_epoch") and not resuming:
             self.objects.loaders.train.set_epoch(epoch)
         return {"drop_path_prob": self.model.drop_path_prob}
 
     def header(self, epoch, lr, fields):
         return f"epoch {epoch + 1}/{self.epochs} lr {lr:.6e} drop_path_prob {fields['drop_path_prob']:.4f}"
 
-    def train_epoch(self, epoch, progress, check_divergence):
+    def train_epoch(self, epoch, progress, check_divergence, stop=None, start=None):
         config = self.config
         return train_epoch(self.train_model, self.objects.loaders.train, self.optimizer,
                            auxiliary_weight=config.auxiliary_weight, grad_clip=config.grad_clip,
                            criterion=self.objects.criterion, progress=progress, check_divergence=check_divergence,
-                           dist=self.dist, check_sync=self.check_sync, amp=config.amp)
+                           dist=self.dist, check_sync=self.check_sync, amp=config.amp, stop=stop, start=start)
 
     def evaluate(self, epoch):
         loss, top1, top5 = evaluate(self.model, self.objects.loaders.evaluation, self.objects.eval_criterion,

@@ -255,18 +255,37 @@ def test_query_accepts_genotype_with_tostr(bench, tmp_path):
     assert b.query(Genotype()) == expected[DRNAS_ARCH]
 
 
-def test_file_needing_more_globals_is_unpickled_in_full_with_one_warning(bench, tmp_path):
-    path, expected = bench
+def test_a_file_needing_other_globals_is_refused_not_loaded_in_full(bench, tmp_path):
+    path, _ = bench
     data = torch.load(path, weights_only=False)
     data["evaluated_indexes"] = collections.deque(sorted(data["evaluated_indexes"]))
     torch.save(data, path)
-    with pytest.raises(Exception):  # the precondition: weights_only=True refuses this file
-        torch.load(path, weights_only=True)
-    log = Log()
-    b = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=log)
-    warnings = [line for line in log if "weights_only=False" in line]
-    assert len(warnings) == 1 and "collections.deque" in warnings[0] and path.name in warnings[0]
-    assert {a: b.query(a) for a in expected} == expected
+    with pytest.raises(UserError) as excinfo:
+        Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    msg = one_line_user_error(excinfo)
+    assert "collections.deque" in msg and "refused" in msg and path.name in msg
+
+
+class RunsCode:
+    """Unpickling calls os.system: a benchmark file crafted to run code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_benchmark_file_does_not_run_code(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "NAS-Bench-201-v1_0-e61699.pth"
+    torch.save({"meta_archs": [], "arch2infos": RunsCode(marker), "evaluated_indexes": set()}, path)
+    with pytest.raises(UserError) as excinfo:
+        Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    assert "system" in one_line_user_error(excinfo)
+    assert not marker.exists()
 
 
 def test_missing_file(tmp_path):

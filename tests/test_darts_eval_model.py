@@ -152,7 +152,7 @@ def test_resolve_results_json_and_bare_genotype(tmp_path):
     g = GENOTYPES["DrNAS_cifar10"]
     results = tmp_path / "run" / "results.json"
     results.parent.mkdir()
-    results.write_text(json.dumps({"args": {}, "epochs": [], "genotype": genotype_to_json(g)}))
+    results.write_text(json.dumps({"args": {}, "epochs": [], "genotype": genotype_to_json(g), "finished": True}))
     assert resolve_genotype(str(results)) == g
     assert resolve_genotype(str(results.parent)) == g  # the run folder
     bare = tmp_path / "cell.json"
@@ -182,7 +182,7 @@ def test_resolve_results_without_genotype(tmp_path):
     results.write_text(json.dumps({"genotype": "|nor_conv_3x3~0|+|skip_connect~0|none~1|"}))
     assert "not a DARTS-space genotype" in _one_line_error(str(results))
     results.write_text(json.dumps({"genotype": {"normal": [["sep_conv_3x3", 7]] * 2, "normal_concat": [2],
-                                                "reduce": [], "reduce_concat": [2]}}))
+                                                "reduce": [], "reduce_concat": [2]}, "finished": True}))
     assert "bad genotype" in _one_line_error(str(results))
 
 

@@ -61,7 +61,7 @@ def three_steps(space, fast, method="dirichlet", k=1, keep=None, dtype=torch.flo
     losses = []
     with contextlib.nullcontext() if fast else reference_computation():
         for step in range(3):
-            loss, _ = search_step(model, architect, optimizer, batches[2 * step], batches[2 * step + 1],
+            loss, _, _ = search_step(model, architect, optimizer, batches[2 * step], batches[2 * step + 1],
                                   update_arch=True, grad_clip=5.0)
             losses.append(loss.item())
     return {"alpha": [a.detach().clone() for a in model.arch_parameters()],

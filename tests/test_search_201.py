@@ -130,8 +130,8 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
 
     def step_that_diverges(*args, **kwargs):
         calls.append(1)
-        loss, logits = real_step(*args, **kwargs)
-        return (loss * float("nan") if len(calls) >= 7 else loss), logits  # epoch 2, step 3
+        loss, logits, healthy = real_step(*args, **kwargs)
+        return (loss * float("nan") if len(calls) >= 7 else loss), logits, healthy  # epoch 2, step 3
 
     monkeypatch.setattr(search_loop, "search_step", step_that_diverges)
     run = tmp_path / "run"
@@ -142,6 +142,8 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
     assert len(err.splitlines()) == 1 and "diverged" in err and "epoch 2, step 3" in err, err
     assert torch.load(run / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert results(run)["diverged"] == {"epoch": 2, "step": 3}
+    assert results(run)["finished"] is False and "diverged" in results(run)["error"]
+    assert "error: training diverged" in (run / "log.txt").read_text()  # the error line is in the log too
 
 
 def test_channels_last_gives_the_same_search_as_contiguous(tmp_path):

@@ -49,7 +49,7 @@ def test_arch_by_name_and_by_search_results(tmp_path, form):
     else:
         arch = tmp_path / "search" / "results.json"
         arch.parent.mkdir()
-        arch.write_text(json.dumps({"args": {}, "genotype": genotype_to_json(genotype)}))
+        arch.write_text(json.dumps({"args": {}, "genotype": genotype_to_json(genotype), "finished": True}))
     out = tmp_path / "run"
     train.main([*TINY, "--epochs", "1", "--data_limit", "32", "--arch", str(arch), "--output_dir", str(out)])
     assert results(out)["genotype"] == genotype_to_json(genotype)

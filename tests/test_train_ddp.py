@@ -31,7 +31,7 @@ def test_torchrun_two_processes(tmp_path):
     assert proc.stdout.count("final test accuracy") == 1
     assert (out / "log.txt").read_text().count("final test accuracy") == 1
     assert "data parallel over 2 processes, 8 images per process and step" in proc.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.txt", "results.json", "tb"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "checkpoint.pt", "log.txt", "results.json", "tb"]
     # the checkpoint holds the unwrapped module: it loads into a single-process network
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert not any(name.startswith("module.") for name in state["model"])

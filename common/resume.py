@@ -1,0 +1,69 @@
+"""--resume with the run's own settings.
+
+`--resume DIR` alone continues a run with every flag it was started with, read from its
+checkpoint. A flag given beside it must either not change what the run computes (where it
+runs and reports: the run plumbing), or extend the run (`--epochs`, or the last value of
+`--train_epochs`, larger than the checkpoint's: the schedule is then rebuilt to the new total
+from the resumed epoch on), or equal the checkpoint's value. Any other given flag is refused,
+every difference listed in one line. `--stop_after_epoch` (and --resume, --overwrite,
+--allow_unfinished) speak of this invocation only and are not taken from the checkpoint.
+"""
+import argparse
+from pathlib import Path
+
+from common.errors import UserError
+from common.results import RUN_PLUMBING
+
+
+class _Unset:
+    def __repr__(self):
+        return "<not given>"
+
+
+UNSET = _Unset()
+# flags about this invocation alone, never taken from the checkpoint
+NOT_INHERITED = ("resume", "stop_after_epoch", "overwrite", "allow_unfinished")
+
+
+def explicit_flags(build_parser, argv):
+    """The flags given on the command line `argv` (those parsed to a value, not defaulted)."""
+    probe = build_parser()
+    names = vars(probe.parse_args(argv))
+    probe.set_defaults(**dict.fromkeys(names, UNSET))
+    return {name for name, value in vars(probe.parse_args(argv)).items() if value is not UNSET}
+
+
+def extends(name, old, new):
+    """Whether `--name new` lengthens a run that had `old`."""
+    if name == "epochs":
+        return isinstance(old, int) and new > old
+    if name == "train_epochs":
+        return (isinstance(old, list) and len(old) == len(new) and old[:-1] == new[:-1] and new[-1] > old[-1])
+    return False
+
+
+def _folder_of(resume):
+    path = Path(resume)
+    return (path if path.is_dir() else path.parent).resolve()
+
+
+def resumed_args(args, given, saved):
+    """The flags of a resumed run (see the module doc): `args` as parsed, `given` the flags on
+    the command line, `saved` the checkpoint's."""
+    merged = {name: value if name in NOT_INHERITED else saved.get(name, value) for name, value in vars(args).items()}
+    differences = []
+    for name in sorted(given):
+        value, old = getattr(args, name), saved.get(name)
+        if name == "output_dir":
+            if value is not None and Path(value).resolve() != _folder_of(args.resume):
+                raise UserError(f"--resume continues the run in its own folder {_folder_of(args.resume)}; "
+                                f"--output_dir {value} would move it: copy the folder there and resume the copy")
+            continue
+        if name in RUN_PLUMBING or value == old or extends(name, old, value):
+            merged[name] = value
+        else:
+            differences.append(f"--{name} {value!r} (the run has {old!r})")
+    if differences:
+        raise UserError("the run was started with other settings: " + "; ".join(differences)
+                        + ": leave these flags out to continue it, or start a new run")
+    return argparse.Namespace(**merged)
