@@ -19,6 +19,7 @@ from common.spaces import SPACES
 def build_parser():
     p = flags.new_parser(__doc__)
     flags.add_data_flags(p, data=str(PROJECT_ROOT / "data"), dataset="cifar10", datasets=sorted(DATASETS))
+    flags.add_folder_flags(p)
     search_flags.add_split_flags(p, train_portion=0.5, cutout_length=16)
     flags.add_weight_flags(p, batch_size=64, learning_rate=0.025, momentum=0.9, weight_decay=3e-4,
                            grad_clip=5.0, seed=2)
@@ -29,7 +30,7 @@ def build_parser():
                          arch_grad_clip=0.0, tau_max=10.0, tau_min=1.0)
     p.add_argument("--init_channels", type=flags.positive_int, default=16, help="C: channels of the first stage")
     p.add_argument("--num_cells", type=flags.positive_int, default=5, help="N: cells per stage")
-    p.add_argument("--api_path", default=None, help="NAS-Bench-201 file to query every epoch")
+    search_flags.add_benchmark_flag(p)
     search_flags.add_record_flags(p, valid_from_epoch=0, sample_archs=0, hessian_freq=0,
                                   hessian_batches=2)
     flags.add_speed_flags(p, memory_format="channels_last")

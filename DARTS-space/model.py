@@ -25,18 +25,15 @@ head's first ReLU, `stem1`'s ReLU) are not in place here; every consumer of thos
 starts with a ReLU, so the function is the same. Like the DARTS code (see the note there),
 the ImageNet auxiliary head has no BatchNorm after its 768-channel convolution.
 """
-import json
-import os
-
 import torch
 from torch import nn
 
 from common.errors import UserError
+from common.genotype_source import final_genotype, one_line, read_arch_json
+from common.results import RESULTS_NAME
 from common.train import count_parameters  # noqa: F401  (part of this module's API)
 from darts_space.genotypes import GENOTYPES, Genotype, genotype_from_json
 from darts_space.operations import OPS, FactorizedReduce, ReLUConvBN
-
-RESULTS_NAME = "results.json"
 
 
 def drop_path(x, drop_prob):
@@ -221,54 +218,33 @@ class NetworkImageNet(_Network):
 
 
 # --- --arch ----------------------------------------------------------------------------------
-def _one_line(text):
-    return " ".join(str(text).split())
-
-
 def resolve_genotype(arch, allow_unfinished=False):
     """The Genotype that `--arch` names: a published genotype (a key of GENOTYPES), or a
     JSON file: a DARTS-space search's results.json (its "genotype" entry, the final one) or
     a bare genotype (`genotype_to_json`'s dict). A search run folder holding results.json is
     accepted too. A Genotype passes through. Anything else is a one-line UserError, and so is
     a search that has not finished (its genotype is an intermediate one) unless
-    `allow_unfinished`."""
+    `allow_unfinished`. Reading the file is common/genotype_source.py's, shared with 201-space."""
     if isinstance(arch, Genotype):
         return arch
     arch = str(arch)
     if arch in GENOTYPES:
         return GENOTYPES[arch]
-    if not os.path.exists(arch):
-        raise UserError(f"--arch {arch!r} is neither a known genotype ({', '.join(GENOTYPES)}) "
-                        f"nor an existing JSON file (a search's {RESULTS_NAME} or a genotype)")
-    file = os.path.join(arch, RESULTS_NAME) if os.path.isdir(arch) else arch
-    if not os.path.isfile(file):
-        raise UserError(f"--arch {arch!r} is a folder without {RESULTS_NAME}: pass a DARTS-space "
-                        f"search run folder, its {RESULTS_NAME}, a genotype JSON or one of "
-                        f"{', '.join(GENOTYPES)}")
-    try:
-        with open(file, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as err:
-        raise UserError(f"cannot read --arch file {file}: {_one_line(err.strerror or err)}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"--arch file {file} is not valid JSON ({_one_line(err)})") from None
-    except RecursionError:
-        raise UserError(f"--arch file {file} nests too deeply to be a genotype") from None
+    names = ", ".join(GENOTYPES)
+    file, data = read_arch_json(
+        arch, missing=f"--arch {arch!r} is neither a known genotype ({names}) nor an existing JSON file "
+                      f"(a search's {RESULTS_NAME} or a genotype)",
+        folder_hint=f"pass a DARTS-space search run folder, its {RESULTS_NAME}, a genotype JSON or one of {names}")
     if isinstance(data, dict) and all(key in data for key in Genotype._fields):
         genotype = data  # a bare genotype
-    elif isinstance(data, dict) and data.get("genotype") is not None:
-        genotype = data["genotype"]
-        if isinstance(genotype, dict) and data.get("finished") is not True and not allow_unfinished:
-            raise UserError(f"--arch {arch}: the search has not finished ({data.get('epochs_done', '?')} epochs "
-                            "done), its genotype is an intermediate one: wait for it, or pass --allow_unfinished")
     else:
+        genotype = final_genotype(data, file, arch, allow_unfinished, kind=dict, space="DARTS-space",
+                                  other="NAS-Bench-201")
+    if genotype is None:
         raise UserError(f"--arch file {file} holds no genotype: expected a DARTS-space search's "
                         f"{RESULTS_NAME} (after its first epoch) or a genotype JSON with keys "
                         f"{', '.join(Genotype._fields)}")
-    if not isinstance(genotype, dict):
-        raise UserError(f"--arch file {file}: the genotype is not a DARTS-space genotype "
-                        f"(got {_one_line(json.dumps(genotype))[:80]}; a NAS-Bench-201 search?)")
     try:
         return genotype_from_json(genotype)
     except (ValueError, TypeError, KeyError) as err:
-        raise UserError(f"--arch file {file}: bad genotype: {_one_line(err)}") from None
+        raise UserError(f"--arch file {file}: bad genotype: {one_line(err)}") from None

@@ -59,8 +59,9 @@ class SearchCell(nn.Module):
         offset = 0
         for _ in range(self.steps):
             states.append(fresh_sum(
-                self.edges[offset + j](h, draw.mixing[offset + j], draw.kept[offset + j],
-                                       None if draw.hard is None else draw.hard[offset + j], relus[j])
+                draw.edge_output(offset + j, self.edges[offset + j](
+                    h, draw.mixing[offset + j], draw.kept[offset + j],
+                    None if draw.hard is None else draw.hard[offset + j], relus[j]))
                 for j, h in enumerate(states)
             ))
             relus.append(shared_relu(states[-1]))
@@ -106,7 +107,9 @@ class Network(SearchNetwork):
         self.cells = nn.ModuleList(cells)
         self.classifier = nn.Linear(C_prev, num_classes)
         self.arch = nn.ModuleDict({
-            name: ArchDistribution(num_edges(steps), len(PRIMITIVES), method) for name in CELL_TYPES
+            name: ArchDistribution(num_edges(steps), len(PRIMITIVES), method,
+                                   edge_nodes=[i for i in range(steps) for _ in range(2 + i)])
+            for name in CELL_TYPES
         })
 
     def forward(self, x):

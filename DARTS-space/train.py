@@ -1,6 +1,7 @@
 """Train a DARTS-space architecture from scratch on CIFAR-10/100 or SVHN (the paper's evaluation).
 
     cd DARTS-space && python train.py --auxiliary --cutout --arch DrNAS_cifar10
+    python train.py --dataset folder --data DIR --image_size 32 --auxiliary --cutout --arch <search run folder>
 
 The flags and defaults below are the authors' (their train.py): 600 epochs, batch 64, SGD lr
 0.025 (momentum 0.9, wd 3e-4) with cosine annealing to 0, C 36, 20 layers, auxiliary weight
@@ -15,24 +16,28 @@ Data parallel on several GPUs (or CPU processes), same flags, `--batch_size` the
 
     torchrun --nproc_per_node=4 train.py --auxiliary --cutout --arch DrNAS_cifar10
 """
-import functools
 
 from common import flags, launch
 from common.datasets import DATASETS
+from common.errors import UserError
 from common.loaders import training_loaders
 from common.run_folder import PROJECT_ROOT, default_output_dir
-from common.schedule import EpochLR, continued_cosine
+from common.schedule import cosine_to_zero
 from common.train import training
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkCIFAR, resolve_genotype
 
 # 32x32 datasets only: ImageNet16-120's 16x16 images are too small for the CIFAR network's auxiliary head
 DATASET_CHOICES = [name for name in sorted(DATASETS) if name != "imagenet16-120"]
+# image sides the auxiliary head takes (its 5x5 pooling, stride 3, then 2x2 conv need 7x7 to 10x10 maps
+# after the second reduction): 32 and its neighbours; the network itself takes any size
+AUXILIARY_SIDES = range(29, 41)
 
 
 def build_parser():
     p = flags.new_parser(__doc__)
     flags.add_data_flags(p, data=str(PROJECT_ROOT / "data"), dataset="cifar10", datasets=DATASET_CHOICES)
+    flags.add_folder_flags(p)
     flags.add_weight_flags(p, batch_size=64, learning_rate=0.025, momentum=0.9, weight_decay=3e-4,
                            grad_clip=5.0, seed=0)
     flags.add_training_flags(p, epochs=600, init_channels=36, layers=20, auxiliary_weight=0.4, drop_path_prob=0.3,
@@ -43,16 +48,23 @@ def build_parser():
     return p
 
 
-def cosine(args, optimizer):
-    """The cosine from --learning_rate to 0 over --epochs, as the authors' CosineAnnealingLR."""
-    return EpochLR(optimizer, functools.partial(continued_cosine, lr=args.learning_rate, lr_min=0.0,
-                                                total_epochs=args.epochs))
+
+def checked_loaders(args, device, dist=None):
+    """training_loaders, with --auxiliary refused on a folder dataset's images of a size the head cannot take."""
+    loaders = training_loaders(args, device, dist)
+    width, height = (loaders.data or {}).get("image_size", (32, 32))
+    if args.auxiliary and not (width in AUXILIARY_SIDES and height in AUXILIARY_SIDES):
+        raise UserError(f"--auxiliary: the auxiliary head takes images of {AUXILIARY_SIDES[0]} to "
+                        f"{AUXILIARY_SIDES[-1]} pixels a side (32x32 as CIFAR's), these are {width}x{height}: "
+                        f"pass --image_size 32 or leave out --auxiliary")
+    return loaders
 
 
 def run(args, dist=None):
     genotype = resolve_genotype(args.arch, args.allow_unfinished)
     return training(
-        args, space="darts", genotype=genotype_to_json(genotype), loaders_factory=training_loaders, schedule=cosine,
+        args, space="darts", genotype=genotype_to_json(genotype), loaders_factory=checked_loaders,
+        schedule=cosine_to_zero,
         build_model=lambda classes: NetworkCIFAR(args.init_channels, classes, args.layers, args.auxiliary, genotype),
         default_dir=lambda: default_output_dir("DARTS-space", args.dataset, args.save, args.seed, kind="eval"),
         dist=dist)

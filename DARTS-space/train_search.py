@@ -17,10 +17,17 @@ from common.run_folder import PROJECT_ROOT
 from common.search_build import search
 from common.spaces import SPACES
 
+# PC-DARTS's own CIFAR search (Xu et al., ICLR 2020, section 4.2), taken with --method pcdarts
+# unless given: one stage of 50 epochs at k 4 with every op, 8 cells of C 16, batch 256, lr 0.1
+# to 0, the architecture's Adam at 6e-4 (weight decay 1e-3, --reg_scale) from epoch 15 on.
+PCDARTS = dict(ks=[4], num_keeps=[7], train_epochs=[50], arch_start_epoch=15, init_channels=16, layers=8,
+               batch_size=256, learning_rate=0.1, learning_rate_min=0.0, arch_learning_rate=6e-4)
+
 
 def build_parser():
     p = flags.new_parser(__doc__)
     flags.add_data_flags(p, data=str(PROJECT_ROOT / "data"), dataset="cifar10", datasets=sorted(DATASETS))
+    flags.add_folder_flags(p)
     search_flags.add_split_flags(p, train_portion=0.5, cutout_length=16)
     flags.add_weight_flags(p, batch_size=64, learning_rate=0.1, momentum=0.9, weight_decay=3e-4,
                            grad_clip=5.0, seed=2)
@@ -37,6 +44,7 @@ def build_parser():
                                   hessian_batches=2)
     flags.add_speed_flags(p, memory_format="channels_last")
     flags.add_run_flags(p)
+    flags.add_presets(p, "method", {"pcdarts": PCDARTS})
     return p
 
 

@@ -204,21 +204,31 @@ def _read_synthetic(root: Path, train: bool, download: bool) -> ImageSet:
     return make_synthetic(*(SYNTHETIC_TRAIN if train else SYNTHETIC_TEST))
 
 
+def _read_folder(root: Path, train: bool, download: bool, **options) -> ImageSet:
+    """Any class-folder dataset; `root` is the dataset folder itself (common/folder_data.py,
+    whose keywords `image_size` and `test_portion` it takes)."""
+    from common.folder_data import read_folder  # lazy: Pillow
+
+    return read_folder(root, train, download, **options)
+
+
 DATASETS: dict[str, Callable[[Path, bool, bool], ImageSet]] = {
     "cifar10": _cifar_reader(10),
     "cifar100": _cifar_reader(100),
     "svhn": _read_svhn,
     "imagenet16-120": _read_imagenet16,
     "synthetic": _read_synthetic,
+    "folder": _read_folder,
 }
 
 
-def load_dataset(name: str, root, train: bool = True, download: bool = True) -> ImageSet:
-    """Read the train (or test) split of dataset `name` from folder `root`."""
+def load_dataset(name: str, root, train: bool = True, download: bool = True, **options) -> ImageSet:
+    """Read the train (or test) split of dataset `name` from folder `root`; `options` are the
+    reader's own keywords (those of "folder"; the other readers take none)."""
     reader = DATASETS.get(str(name).lower())
     if reader is None:
         raise UserError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
-    return reader(Path(root).expanduser(), train, download)
+    return reader(Path(root).expanduser(), train, download, **options)
 
 
 def search_split(num_images: int, train_portion: float) -> tuple[list[int], list[int]]:

@@ -10,6 +10,7 @@ import math
 
 from common.device import MEMORY_FORMATS
 from common.errors import ArgumentParser
+from common.folder_data import TEST_PORTION
 
 SEED_MAX = 2**32 - 1
 
@@ -55,9 +56,23 @@ def new_parser(doc):
     return ArgumentParser(description=doc.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 
-def add_data_flags(p, *, data, dataset, datasets, data_help="folder holding the datasets"):
+def add_data_flags(p, *, data, dataset, datasets, data_help=None):
+    if data_help is None:
+        data_help = "folder holding the datasets" + (
+            "; with --dataset folder, the dataset folder itself: DIR/<class>/<images>, or DIR/train/<class>/ "
+            "and optionally DIR/val/<class>/" if "folder" in datasets else "")
     p.add_argument("--data", default=data, help=data_help)
     p.add_argument("--dataset", default=dataset, choices=datasets)
+
+
+def add_folder_flags(p):
+    """The flags of `--dataset folder` (common/folder_data.py), in every script that reads it."""
+    p.add_argument("--image_size", type=bounded(int, 4), default=None, metavar="N",
+                   help="--dataset folder: resize every image to N x N (e.g. 32; bilinear, antialiased); "
+                        "default: keep the images' own size, which all must share")
+    p.add_argument("--test_portion", type=fraction, default=TEST_PORTION,
+                   help="--dataset folder without DIR/val: this part of every class folder (drawn with a fixed "
+                        "seed) is held out as train.py's test split and left out of searches too")
 
 
 def add_cutout_flags(p, *, cutout_length):
@@ -115,3 +130,26 @@ def add_training_flags(p, *, epochs, init_channels, layers, auxiliary_weight, dr
                    help="published genotype name, a search's results.json or run folder, or a genotype JSON")
     p.add_argument("--allow_unfinished", action="store_true",
                    help="take the genotype of a search that has not finished (an intermediate one)")
+
+
+def add_presets(p, flag, presets):
+    """Other defaults that come with a value of `--flag`: `presets[value]` maps flag names to
+    the values they take when `--flag value` is given and they are not (e.g. PC-DARTS's own
+    settings with `--method pcdarts`). Shown in --help; applied by `apply_presets`."""
+    p.presets = [*getattr(p, "presets", ()), (flag, presets)]
+    shown = "; ".join(f"--{flag} {value}: " + ", ".join(f"--{name} {_shown(v)}" for name, v in values.items())
+                      for value, values in presets.items())
+    p.epilog = ((p.epilog + " ") if p.epilog else "") + f"Defaults that change with a flag ({shown})."
+
+
+def _shown(value):
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
+def apply_presets(parser, args, given):
+    """`args` with the presets of `parser` (add_presets) filled into every flag not in `given`."""
+    for flag, presets in getattr(parser, "presets", ()):
+        for name, value in presets.get(getattr(args, flag), {}).items():
+            if name not in given:
+                setattr(args, name, list(value) if isinstance(value, (list, tuple)) else value)
+    return args

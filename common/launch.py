@@ -19,6 +19,7 @@ from common.device import check_amp, resolve_device, seed_everything
 from common.distributed import distributed_main, global_to_local_batch
 from common.driver import drive
 from common.errors import UserError, exit_on_user_error
+from common.flags import apply_presets
 from common.ownership import RunLock, check_new_run, check_no_run, check_not_running, check_writable, clear_run
 from common.resume import explicit_flags, resumed_args
 from common.run_folder import QuietFolder, RunFolder
@@ -102,6 +103,8 @@ def start(args, *, default_dir, build_task, dist=None):
     device, checkpoint, out_dir = prepare(args, default_dir, dist)
     notes = []
     task = build_task(device, checkpoint, notes.append)
+    loaders = task.objects.loaders
+    notes += getattr(loaders, "notes", ())  # e.g. how a folder dataset is read
     start_epoch, resume = restore(task, checkpoint, dist, notes.append)
     folder = open_folder(out_dir, args, device, dist, results=checkpoint["results"] if checkpoint else None)
     signals = StopSignals().install()
@@ -111,6 +114,8 @@ def start(args, *, default_dir, build_task, dist=None):
             folder.log.info(line)
         for line in task.describe(folder.results, device):
             folder.log.info(line)
+        if getattr(loaders, "data", None):
+            folder.results["data"] = loaders.data
         if dist is not None and dist.distributed:
             folder.log.info(f"data parallel over {dist.world_size} processes, "
                             f"{args.batch_size // dist.world_size} images per process and step")
@@ -138,10 +143,13 @@ def entry_point(build_parser, run):
 
     @exit_on_user_error
     def main(argv=None):
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        given = explicit_flags(build_parser, argv)
         if args.resume:
-            saved = load_checkpoint(args.resume)["args"]
-            args = resumed_args(args, explicit_flags(build_parser, argv), saved)
+            args = resumed_args(args, given, load_checkpoint(args.resume)["args"])
+        else:
+            args = apply_presets(parser, args, given)
         return distributed_main(run, args)
 
     return main

@@ -4,7 +4,10 @@ DrNAS (paper section 2.1) treats the mixing weights `theta` of an edge as a rand
 variable, `theta ~ Dirichlet(beta)` with `beta = ELU(alpha) + 1`, and learns `alpha`
 through the pathwise (implicit reparameterisation) gradient of `Dirichlet.rsample`.
 The same class also gives the baselines the paper compares against on NAS-Bench-201:
-DARTS (softmax), SNAS (Gumbel-softmax) and GDAS (hard Gumbel, straight-through).
+DARTS (softmax), SNAS (Gumbel-softmax), GDAS (hard Gumbel, straight-through) and PC-DARTS
+(softmax, plus its edge normalisation: one more parameter per edge, softmaxed over the
+edges into the same node, which scales the edge's output during search and its strength
+at derivation; Xu et al., ICLR 2020, eq. 4).
 
 Pruned operations (progressive learning, paper section 2.3) are handled with a
 host-side list of kept operations per edge: the mixing weights are drawn over the kept
@@ -61,6 +64,7 @@ class Method:
     mean: Callable  # alpha_kept -> expected weights, used to derive the architecture
     hard: bool = False  # only the sampled operation is computed (GDAS)
     uses_tau: bool = False  # temperature annealed over the search (SNAS, GDAS)
+    edge_normalisation: bool = False  # per-node weights over the incoming edges (PC-DARTS)
 
 
 METHODS = {
@@ -68,6 +72,7 @@ METHODS = {
     "darts": Method(_softmax, _softmax_mean),
     "snas": Method(_gumbel_softmax, _softmax_mean, uses_tau=True),
     "gdas": Method(_hard_gumbel, _softmax_mean, hard=True, uses_tau=True),
+    "pcdarts": Method(_softmax, _softmax_mean, edge_normalisation=True),
 }
 
 
@@ -87,15 +92,25 @@ class ArchDistribution(nn.Module):
 
     `kept[e]` lists the operations still alive on edge `e` (all of them until the
     first pruning); it is plain Python data, saved in checkpoints as such.
+
+    `edge_nodes[e]` is the node edge `e` leads into; with PC-DARTS's edge normalisation the
+    distribution also holds `edge_beta` (one per edge), softmaxed over the edges of a node.
     """
 
-    def __init__(self, num_edges, num_ops, method="dirichlet", init_scale=1e-3):
+    def __init__(self, num_edges, num_ops, method="dirichlet", init_scale=1e-3, edge_nodes=None):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
         self.method = method
         self.num_ops = num_ops
         self.alpha = nn.Parameter(init_scale * torch.randn(num_edges, num_ops))
+        self.edge_spans = None  # (first, last + 1) edge of every node, edges in node order
+        if METHODS[method].edge_normalisation:
+            if edge_nodes is None or len(edge_nodes) != num_edges or list(edge_nodes) != sorted(edge_nodes):
+                raise ValueError(f"{method} needs the node of each of the {num_edges} edges, in node order")
+            nodes = list(edge_nodes)
+            self.edge_spans = [(nodes.index(n), len(nodes) - nodes[::-1].index(n)) for n in sorted(set(nodes))]
+            self.edge_beta = nn.Parameter(init_scale * torch.randn(num_edges))  # PC-DARTS's 1e-3 * randn
         self.tau = 1.0
         self.expected = False  # within `using_mean()`: sample() returns the expected weights
         self.kept = [list(range(num_ops)) for _ in range(num_edges)]
@@ -161,12 +176,19 @@ class ArchDistribution(nn.Module):
         (pruned ops 0), what the authors' genotype() ranks by for every method; `mean`, the
         method's expected weights (the Dirichlet mean beta / sum(beta) for DrNAS, paper eq. 4).
         Both give every edge the same best op; the ranking across edges differs."""
-        if rule == "mean":
-            return self.mean()
-        if rule != "softmax":
+        if rule not in DERIVE_RULES:
             raise ValueError(f"unknown derivation rule {rule!r}; known: {', '.join(DERIVE_RULES)}")
         with torch.no_grad():
-            return self._scatter(F.softmax(self.kept_alpha(), dim=-1))
+            weights = self.mean() if rule == "mean" else self._scatter(F.softmax(self.kept_alpha(), dim=-1))
+            edges = self.edge_weights()  # PC-DARTS: an edge's strength is its ops' times its own
+            return weights if edges is None else weights * edges[:, None]
+
+    def edge_weights(self):
+        """PC-DARTS's edge normalisation: softmax of `edge_beta` over the edges into each node
+        (a vector over the edges, with gradient), or None for the other methods."""
+        if self.edge_spans is None:
+            return None
+        return torch.cat([F.softmax(self.edge_beta[first:end], -1) for first, end in self.edge_spans])
 
     def hard_choices(self, mixing):
         """For GDAS, the sampled op of every edge (one host read per forward), else None."""
@@ -210,4 +232,6 @@ class ArchDistribution(nn.Module):
         if self.method == "dirichlet":
             beta = self._scatter(concentration(self.kept_alpha().detach()))
             out["beta"] = beta.cpu().tolist()
+        if self.edge_spans is not None:
+            out["edge_weights"] = self.edge_weights().detach().cpu().tolist()
         return out

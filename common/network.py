@@ -8,7 +8,7 @@ as `MixedOp`s that know their cell type, edge index and label, wires its forward
 (a JSON-able value) from one mixing-weight matrix per cell type. Everything else is derived:
 
     weight_parameters()    the network's weights: every parameter but alpha
-    arch_parameters()      [alpha of each cell type]
+    arch_parameters()      [alpha of each cell type (and PC-DARTS's edge_beta)]
     arch_distributions()   {cell type: ArchDistribution}
     edge_ops()             (cell type, edge index, MixedOp) of every edge of every cell
     edge_labels()          {cell type: [label of each edge]}
@@ -28,11 +28,18 @@ from common.mixed_op import MixedOp
 
 
 class Draw(NamedTuple):
-    """One forward pass's mixing weights of a cell type, its kept ops, GDAS's sampled ops."""
+    """One forward pass's mixing weights of a cell type, its kept ops, GDAS's sampled ops and
+    PC-DARTS's edge weights."""
 
     mixing: object  # edges x ops tensor
     kept: list  # kept op indices per edge
     hard: Optional[list]  # the sampled op per edge (GDAS), else None
+    edge_weights: Optional[object] = None  # PC-DARTS: a weight per edge, else None
+
+    def edge_output(self, edge, out):
+        """Edge `edge`'s output `out` as its node sums it: scaled by its weight (PC-DARTS: the
+        whole output, partial channels' bypass included, as their cell does)."""
+        return out if self.edge_weights is None else out * self.edge_weights[edge]
 
 
 class SearchNetwork(nn.Module):
@@ -46,14 +53,14 @@ class SearchNetwork(nn.Module):
         draws = {}
         for cell_type, arch in self.arch.items():
             mixing = arch.sample()
-            draws[cell_type] = Draw(mixing, arch.kept, arch.hard_choices(mixing))
+            draws[cell_type] = Draw(mixing, arch.kept, arch.hard_choices(mixing), arch.edge_weights())
         return draws
 
     def weight_parameters(self):
         return [p for name, p in self.named_parameters() if not name.startswith("arch.")]
 
     def arch_parameters(self):
-        return [arch.alpha for arch in self.arch.values()]
+        return [p for arch in self.arch.values() for p in arch.parameters()]
 
     def arch_distributions(self):
         return dict(self.arch.items())

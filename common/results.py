@@ -2,7 +2,7 @@
 summarise runs (scripts/aggregate.py, scripts/plot_search.py).
 
 Torch-free on purpose: those scripts only read JSON. `METRICS` are the keys of a results
-file's `benchmark` entries (what common/benchmark.py's `Benchmark201.query` returns).
+file's `benchmark` entries (what common/benchmark.py's `BenchmarkTable.query` returns).
 """
 import json
 from pathlib import Path
@@ -29,7 +29,26 @@ METRIC_TITLES = {"cifar10_valid": "CIFAR-10 valid", "cifar10_test": "CIFAR-10 te
                  "cifar100_valid": "CIFAR-100 valid", "cifar100_test": "CIFAR-100 test",
                  "imagenet16_valid": "ImageNet16-120 valid", "imagenet16_test": "ImageNet16-120 test"}
 
+# The search methods (--method) by their titles, in the order of the paper's table rows.
+METHOD_TITLES = {"darts": "DARTS", "snas": "SNAS", "gdas": "GDAS", "pcdarts": "PC-DARTS", "dirichlet": "DrNAS"}
+
 _TYPE_NAMES = {dict: "object", list: "list"}
+
+
+def benchmark_lines(row):
+    """The log lines of one cell's benchmark figures: the six accuracies, then (NATS-Bench)
+    the 12-epoch ones and the costs; a figure the benchmark lacks shows as n/a."""
+    def show(names, label=lambda name: name):
+        return " ".join(f"{label(n)} {'n/a' if row[n] is None else format(row[n], '.2f')}" for n in names)
+
+    lines = ["benchmark " + show([m for m in METRICS if m in row])]
+    short = [m + "_12ep" for m in METRICS if m + "_12ep" in row]
+    if short:
+        lines.append("benchmark after 12 epochs " + show(short, lambda name: name[:-len("_12ep")]))
+    costs = [name for name in row if name not in METRICS and name not in short]
+    if costs:
+        lines.append("benchmark costs " + show(costs))
+    return lines
 
 
 def results_file(path, hint="pass the folder of a search run"):

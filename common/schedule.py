@@ -16,6 +16,7 @@ variants (`--stage_lr`):
 
 With one stage and no warm-up both are the plain cosine.
 """
+import functools
 import math
 
 WARMUP_ABOVE_BATCH = 256  # the ImageNet scripts warm up only above this (global) batch
@@ -104,3 +105,10 @@ class EpochLR:
     def load_state_dict(self, state):
         self.epoch = int(state["epoch"])
         self._apply()
+
+
+def cosine_to_zero(args, optimizer):
+    """The training scripts' schedule: a cosine from --learning_rate to 0 over --epochs, one step
+    per epoch (the CosineAnnealingLR of the authors' train.py and of NAS-Bench-201's recipe)."""
+    return EpochLR(optimizer, functools.partial(continued_cosine, lr=args.learning_rate, lr_min=0.0,
+                                                total_epochs=args.epochs))

@@ -31,6 +31,7 @@ from common.epoch import run_epoch
 from common.meter import Meter
 from common.mixing import METHODS, annealed_tau
 from common.progressive import enter_stage, load_masks, masks, stage_of
+from common.results import benchmark_lines
 
 
 def finite(tensors):
@@ -238,7 +239,7 @@ class SearchTask(Task):
         lines = [f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.2f}% | "
                  f"valid {valid} | {record['epoch_time_s']:.1f} s", f"genotype {record['genotype']}"]
         if record["benchmark"]:
-            lines.append("benchmark " + " ".join(f"{k} {v:.2f}" for k, v in record["benchmark"].items()))
+            lines.extend(benchmark_lines(record["benchmark"]))
         return lines
 
     def update_results(self, results, record):

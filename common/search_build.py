@@ -24,7 +24,7 @@ def stages_from_flags(args, num_ops):
     """The search's stages: one for a plain search (`--epochs`, `--k`), the progressive schedule
     otherwise (`--ks`, `--num_keeps`, `--train_epochs`, `--arch_start_epoch`)."""
     if not hasattr(args, "ks"):
-        return (Stage(args.epochs, args.k),)
+        return (Stage(args.epochs, args.k, None, args.arch_start_epoch),)
     if len({len(args.ks), len(args.num_keeps), len(args.train_epochs)}) != 1:
         raise UserError(f"--ks {args.ks}, --num_keeps {args.num_keeps} and --train_epochs "
                         f"{args.train_epochs} must list one value per stage each")

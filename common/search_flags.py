@@ -17,7 +17,8 @@ def add_split_flags(p, *, train_portion, cutout_length):
 def add_arch_flags(p, *, method, arch_learning_rate, reg_type, reg_scale, arch_grad_clip, tau_max, tau_min):
     """The architecture parameters' step (Adam, betas 0.5 and 0.999) and their distribution."""
     p.add_argument("--method", default=method, choices=sorted(METHODS),
-                   help="dirichlet (DrNAS), darts (softmax), snas (Gumbel-softmax), gdas (hard Gumbel)")
+                   help="dirichlet (DrNAS), darts (softmax), snas (Gumbel-softmax), gdas (hard Gumbel), "
+                        "pcdarts (softmax and edge normalisation, with partial channels --k)")
     p.add_argument("--arch_learning_rate", type=positive_float, default=arch_learning_rate)
     p.add_argument("--reg_type", default=reg_type, choices=REG_TYPES,
                    help="anchor regulariser: l2 = Adam weight decay on alpha, kl = KL to Dir(1) (dirichlet only)")
@@ -29,10 +30,12 @@ def add_arch_flags(p, *, method, arch_learning_rate, reg_type, reg_scale, arch_g
     p.add_argument("--tau_min", type=positive_float, default=tau_min, help="final Gumbel temperature (snas, gdas)")
 
 
-def add_plain_stage_flags(p, *, epochs, k):
+def add_plain_stage_flags(p, *, epochs, k, arch_start_epoch):
     """A search in one stage."""
     p.add_argument("--epochs", type=positive_int, default=epochs)
     p.add_argument("--k", type=positive_int, default=k, help="partial channels: ops see C/k channels")
+    p.add_argument("--arch_start_epoch", type=non_negative_int, default=arch_start_epoch,
+                   help="architecture updates start at this epoch (a warm-up of the weights)")
 
 
 def add_progressive_flags(p, *, ks, num_keeps, train_epochs, arch_start_epoch, stage_lr):
@@ -65,3 +68,10 @@ def add_derive_flag(p, *, derive):
     p.add_argument("--derive", default=derive, choices=DERIVE_RULES,
                    help="what the genotype ranks ops and edges by: softmax of alpha over the kept ops "
                         "(the authors' genotype()) or the mean of the mixing weights (Dirichlet mean)")
+
+
+def add_benchmark_flag(p):
+    """The tabular benchmark a NAS-Bench-201 search queries every epoch (common/benchmark.py)."""
+    p.add_argument("--api_path", default=None,
+                   help="benchmark to query every epoch: NAS-Bench-201-v1_0-e61699.pth (or v1_1), or NATS-Bench's "
+                        "NATS-tss-v1_0-3ffb9-simple folder (fast mode) or its .pickle.pbz2 archive")

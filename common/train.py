@@ -3,9 +3,10 @@ networks, and the task the epoch driver runs (common/driver.py).
 
 One epoch: per step, forward -> (logits, logits_aux); loss = criterion(logits, y)
 + auxiliary_weight * criterion(logits_aux, y) when the auxiliary head answered; backward;
-gradient-norm clip over all parameters; optimizer step. After the epoch: evaluation on the
-test set (top-1 and top-5) and one scheduler step. Drop-path probability ramps linearly per
-epoch, `drop_path_prob * epoch / epochs` (the DARTS/DrNAS train.py ramp).
+gradient-norm clip over all parameters (none if grad_clip is None or 0); optimizer step.
+After the epoch: evaluation on the test set (top-1 and top-5) and one scheduler step.
+Drop-path probability ramps linearly per epoch, `drop_path_prob * epoch / epochs` (the
+DARTS/DrNAS train.py ramp).
 
 No host-device synchronisation happens inside a step: losses and accuracies accumulate on
 the device (common.meter.Meter) and are read only when a line is printed or an epoch ends.
@@ -180,16 +181,17 @@ class TrainTask(Task):
 
 
 def training(args, *, space, genotype, build_model, loaders_factory, schedule, default_dir,
-             criterion=F.cross_entropy, dist=None):
+             criterion=F.cross_entropy, nesterov=False, dist=None):
     """A training script's body: the network `build_model(num_classes)` of architecture
-    `genotype` (JSON-able, for the results) from search space `space`, trained with SGD on
-    the loaders of `loaders_factory` (common/loaders.py's signature) under the per-epoch
-    scheduler `schedule(args, optimizer)`, run by common.launch; returns the results dict."""
+    `genotype` (JSON-able, for the results) from search space `space`, trained with SGD
+    (Nesterov momentum if `nesterov`: NAS-Bench-201's recipe) on the loaders of
+    `loaders_factory` (common/loaders.py's signature) under the per-epoch scheduler
+    `schedule(args, optimizer)`, run by common.launch; returns the results dict."""
     def build_task(device, checkpoint, note):
         loaders = loaders_factory(args, device, dist)
         model = build_model(loaders.num_classes).to(device, memory_format=MEMORY_FORMATS[args.memory_format])
         optimizer = torch.optim.SGD(model.parameters(), args.learning_rate, momentum=args.momentum,
-                                    weight_decay=args.weight_decay)
+                                    weight_decay=args.weight_decay, nesterov=nesterov)
         objects = TrainObjects(model, optimizer, schedule(args, optimizer), loaders, criterion)
         config = TrainConfig(space=space, genotype=genotype, epochs=args.epochs, batch_size=args.batch_size,
                              drop_path_prob=args.drop_path_prob,

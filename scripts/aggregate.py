@@ -33,15 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.results import METRIC_TITLES, METRICS, RESULTS_NAME, RUN_PLUMBING, load_results, results_file
+from common.results import METHOD_TITLES, METRIC_TITLES, METRICS, RESULTS_NAME, RUN_PLUMBING, load_results, results_file
 from common.spaces import SPACES
 
 DEFAULT_REG_SCALE = 1e-3
 DEFAULT_REG_TYPE = "l2"
 
-METHOD_NAMES = {"darts": "DARTS", "snas": "SNAS", "gdas": "GDAS", "pc_darts": "PC-DARTS",
-                "pcdarts": "PC-DARTS", "dirichlet": "DrNAS"}
-METHOD_ORDER = ("darts", "snas", "gdas", "pc_darts", "pcdarts", "dirichlet")  # the paper's rows
+METHOD_ORDER = tuple(METHOD_TITLES)  # the paper's rows
 DATASET_ORDER = ("cifar10", "cifar100", "imagenet16-120", "svhn")
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet16-120": "ImageNet16-120",
                  "svhn": "SVHN"}
@@ -103,7 +101,7 @@ def method_of(run):
 
 
 def method_name(method):
-    return METHOD_NAMES.get(method, method)
+    return METHOD_TITLES.get(method, method)
 
 
 def dataset_of(run):

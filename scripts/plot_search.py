@@ -22,9 +22,8 @@ import sys
 from pathlib import Path
 
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.results import METRIC_TITLES, METRICS, load_results
+from common.results import METHOD_TITLES, METRIC_TITLES, METRICS, load_results
 
-METHOD_NAMES = {"darts": "DARTS", "snas": "SNAS", "gdas": "GDAS", "dirichlet": "DrNAS"}
 FIGURES = ("exploration.png", "eigenvalue.png", "edges.png")
 
 
@@ -49,7 +48,7 @@ def default_labels(runs):
     """'method seed N' per run; settings that differ (dataset, k, ...) are added to tell apart."""
     def base(run):
         args = run["args"]
-        method = METHOD_NAMES.get(args.get("method"), args.get("method") or "run")
+        method = METHOD_TITLES.get(args.get("method"), args.get("method") or "run")
         return f"{method} seed {args.get('seed', '?')}"
 
     labels = [base(r) for r in runs]

@@ -58,13 +58,13 @@ NUM_CLASSES = {"cifar10-valid": 10, "cifar10": 10, "cifar100": 100, "ImageNet16-
 _DEFAULT_RANGES = ((70.0, 91.0), (73.0, 94.0), (40.0, 73.0), (40.0, 73.0), (15.0, 46.0), (15.0, 46.5))
 
 
-def _default_accuracies(i: int) -> dict[str, float]:
+def default_accuracies(i: int) -> dict[str, float]:
     """Made-up accuracies of the i-th architecture: in range and different for each i."""
     t = (i * 0.6180339887498949) % 1.0
     return {m: round(lo + (hi - lo) * t, 3) for m, (lo, hi) in zip(METRICS, _DEFAULT_RANGES)}
 
 
-def _final_eval_accuracies(acc: dict[str, float]) -> dict[str, dict[str, float]]:
+def final_eval_accuracies(acc: dict[str, float]) -> dict[str, dict[str, float]]:
     """dataset -> eval set -> last-epoch accuracy averaged over trials (before the seed offsets)."""
     return {
         "cifar10-valid": {"x-valid": acc["cifar10_valid"], "ori-test": acc["cifar10_test"] - 1.7},
@@ -76,15 +76,16 @@ def _final_eval_accuracies(acc: dict[str, float]) -> dict[str, dict[str, float]]
     }
 
 
-def _trial(arch_index: int, arch_str: str, dataset: str, seed: int, epochs: int,
-           finals: dict[str, float]) -> ResultsCount:
-    """One trial: accuracies rise linearly to `finals` at the last epoch."""
+def trial(arch_index: int, arch_str: str, dataset: str, seed: int, epochs: int,
+          finals: dict[str, float], results_count=ResultsCount):
+    """One trial (a `results_count`: nas_201_api's class or nats_bench's, same constructor):
+    accuracies rise linearly to `finals` at the last epoch."""
     ramp = [(e + 1) / epochs * 0.9 for e in range(epochs - 1)] + [1.0]
     train_acc = min(99.5, max(finals.values()) + 3.0)
     train_accs = OrderedDict((e, train_acc * ramp[e]) for e in range(epochs))
     train_losses = OrderedDict((e, 2.5 * (1.0 - 0.8 * ramp[e])) for e in range(epochs))
     arch_config = {"channel": 16, "num_cells": 5, "arch_str": arch_str, "class_num": NUM_CLASSES[dataset]}
-    result = ResultsCount(
+    result = results_count(
         dataset, None, train_accs, train_losses,
         np.float64(1.0 + 0.1 * arch_index), np.float64(100.0 + arch_index),  # params (MB), flop (M)
         arch_config, seed, epochs, [0.01 + 0.001 * arch_index],
@@ -100,6 +101,33 @@ def _trial(arch_index: int, arch_str: str, dataset: str, seed: int, epochs: int,
             times[key] = 1.5
     result.update_eval(accs, losses, times)
     return result
+
+
+def arch_results(index, arch_str, acc, epochs, *, archresults=ArchResults, results_count=ResultsCount,
+                 shift=0.0):
+    """The results of one architecture on the four datasets, two trials each, whose trial
+    mean of the six metrics is `acc` (minus `shift`)."""
+    results = archresults(index, arch_str)
+    for dataset, finals in final_eval_accuracies(acc).items():
+        for seed, offset in zip(SEEDS, SEED_OFFSETS):
+            per_seed = {name: value + offset - shift for name, value in finals.items()}
+            results.update(dataset, seed, trial(index, arch_str, dataset, seed, epochs, per_seed, results_count))
+    return results
+
+
+def six_accuracies(results, epochs):
+    """What a correct query gives: the mean of the trials' last-epoch accuracies."""
+    def mean_final(dataset, name):
+        return float(np.mean([results.all_results[(dataset, s)].eval_acc1es[f"{name}@{epochs - 1}"] for s in SEEDS]))
+
+    return {
+        "cifar10_valid": mean_final("cifar10-valid", "x-valid"),
+        "cifar10_test": mean_final("cifar10", "ori-test"),
+        "cifar100_valid": mean_final("cifar100", "x-valid"),
+        "cifar100_test": mean_final("cifar100", "x-test"),
+        "imagenet16_valid": mean_final("ImageNet16-120", "x-valid"),
+        "imagenet16_test": mean_final("ImageNet16-120", "x-test"),
+    }
 
 
 def write_tiny_benchmark(path, accuracies: dict[str, dict[str, float]] | None = None,
@@ -129,33 +157,17 @@ def write_tiny_benchmark(path, accuracies: dict[str, dict[str, float]] | None = 
         accuracies = {a: DEFAULT_ACCURACIES[a] for a in archs if a in DEFAULT_ACCURACIES}
     expected, arch2infos = {}, {}
     for index, arch_str in enumerate(archs):
-        acc = dict(accuracies.get(arch_str) or _default_accuracies(index))
+        acc = dict(accuracies.get(arch_str) or default_accuracies(index))
         if set(acc) != set(METRICS):
             raise ValueError(f"write_tiny_benchmark: accuracies of {arch_str} need exactly {METRICS}")
-        full = ArchResults(index, arch_str)
-        for dataset, finals in _final_eval_accuracies(acc).items():
-            for seed, offset in zip(SEEDS, SEED_OFFSETS):
-                per_seed = {name: value + offset for name, value in finals.items()}
-                full.update(dataset, seed, _trial(index, arch_str, dataset, seed, epochs, per_seed))
+        full = arch_results(index, arch_str, acc, epochs)
         # The 12-epoch schedule: cifar10-valid only (as in v1_0), lower accuracies.
         less = ArchResults(index, arch_str)
-        less.update("cifar10-valid", SEEDS[0], _trial(
+        less.update("cifar10-valid", SEEDS[0], trial(
             index, arch_str, "cifar10-valid", SEEDS[0], EPOCHS_LESS,
             {"x-valid": acc["cifar10_valid"] - 20.0, "ori-test": acc["cifar10_test"] - 21.0}))
         arch2infos[index] = {"less": less.state_dict(), "full": full.state_dict()}
-
-        def mean_final(dataset, name):
-            return float(np.mean([full.all_results[(dataset, s)].eval_acc1es[f"{name}@{epochs - 1}"]
-                                  for s in SEEDS]))
-
-        expected[arch_str] = {
-            "cifar10_valid": mean_final("cifar10-valid", "x-valid"),
-            "cifar10_test": mean_final("cifar10", "ori-test"),
-            "cifar100_valid": mean_final("cifar100", "x-valid"),
-            "cifar100_test": mean_final("cifar100", "x-test"),
-            "imagenet16_valid": mean_final("ImageNet16-120", "x-valid"),
-            "imagenet16_test": mean_final("ImageNet16-120", "x-test"),
-        }
+        expected[arch_str] = six_accuracies(full, epochs)
     data = {
         "meta_archs": archs,
         "total_archs": len(archs),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import common.benchmark as benchmark
-from common.benchmark import METRICS, Benchmark201, table_locations
+from common.benchmark import METRICS, BenchmarkTable, table_locations
 from common.errors import UserError
 from nb201_fixture import DEFAULT_ACCURACIES, DRNAS_ARCH, write_tiny_benchmark
 
@@ -79,7 +79,7 @@ def forbid_benchmark_file(monkeypatch, path):
 def test_query_returns_the_accuracies_put_in(bench, tmp_path):
     path, expected = bench
     log = Log()
-    b = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=log)
+    b = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=log)
     assert b.from_table is False
     assert len(b) == len(expected) == 5
     for arch, metrics in expected.items():
@@ -98,14 +98,14 @@ def test_custom_accuracies_and_archs(tmp_path):
     path = tmp_path / "b.pth"
     expected = write_tiny_benchmark(path, accuracies={arch: acc})
     assert expected == {arch: acc}  # binary-exact numbers survive the two-trial mean
-    b = Benchmark201.load(path, cache_dir=tmp_path / "c", log=Log())
+    b = BenchmarkTable.load(path, cache_dir=tmp_path / "c", log=Log())
     assert len(b) == 1 and arch in b
     assert b.query(arch) == acc
 
 
 def test_first_load_builds_table_second_reads_it(bench, tmp_path, monkeypatch):
     path, expected = bench
-    first = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    first = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     table = path.with_name(path.name + ".drnas-table.json")
     assert first.from_table is False and first.table_path == table and table.is_file()
     assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, table.name])  # no temp left
@@ -115,34 +115,34 @@ def test_first_load_builds_table_second_reads_it(bench, tmp_path, monkeypatch):
 
     opened = forbid_benchmark_file(monkeypatch, path)
     log = Log()
-    second = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=log)
+    second = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=log)
     assert second.from_table is True and second.table_path == table
     assert all(os.fspath(path) != f for f in opened) and os.fspath(table) in opened
     for arch, metrics in expected.items():
         assert second.query(arch) == metrics
     assert len(second) == len(first)
-    assert any("read the accuracy table" in line for line in log)
+    assert any("read the table" in line for line in log)
 
 
 def test_changed_size_invalidates_table(bench, tmp_path):
     path, expected = bench
-    Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     old = path.stat()
     archs = list(expected)[:3]
     new_expected = write_tiny_benchmark(path, archs=archs)
     os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))  # same mtime, other size
     assert path.stat().st_size != old.st_size
     log = Log()
-    b = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=log)
+    b = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=log)
     assert b.from_table is False and len(b) == 3
     assert {a: b.query(a) for a in archs} == new_expected
     assert any("another version" in line for line in log)
-    assert Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log()).from_table is True
+    assert BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log()).from_table is True
 
 
 def test_changed_mtime_invalidates_table(bench, tmp_path):
     path, expected = bench
-    Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     old = path.stat()
     arch = DRNAS_ARCH
     acc = {m: v + 1.0 for m, v in DEFAULT_ACCURACIES[arch].items()}
@@ -150,7 +150,7 @@ def test_changed_mtime_invalidates_table(bench, tmp_path):
     new_mtime = old.st_mtime_ns + 7_000_000_000  # explicit: no reliance on the clock's resolution
     os.utime(path, ns=(new_mtime, new_mtime))
     assert path.stat().st_size == old.st_size  # only the mtime tells the files apart
-    b = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    b = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     assert b.from_table is False
     assert b.query(arch) == new_expected[arch] == pytest.approx(acc, abs=1e-9)
     assert b.query(arch) != expected[arch]
@@ -161,7 +161,7 @@ def test_unwritable_folder_puts_table_in_cache_dir(bench, tmp_path, monkeypatch)
     cache = tmp_path / "my-cache"
     make_unwritable(path.parent, monkeypatch)
     try:
-        first = Benchmark201.load(path, cache_dir=cache, log=Log())
+        first = BenchmarkTable.load(path, cache_dir=cache, log=Log())
         assert first.from_table is False
         assert first.table_path == table_locations(path, cache)[1]
         assert first.table_path.parent == cache and first.table_path.is_file()
@@ -169,7 +169,7 @@ def test_unwritable_folder_puts_table_in_cache_dir(bench, tmp_path, monkeypatch)
         assert [p.name for p in cache.iterdir()] == [first.table_path.name]  # no temp left
 
         opened = forbid_benchmark_file(monkeypatch, path)
-        second = Benchmark201.load(path, cache_dir=cache, log=Log())
+        second = BenchmarkTable.load(path, cache_dir=cache, log=Log())
         assert second.from_table is True and second.table_path == first.table_path
         assert os.fspath(path) not in opened
         assert {a: second.query(a) for a in expected} == expected
@@ -182,7 +182,7 @@ def test_default_cache_dir_follows_xdg(bench, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     make_unwritable(path.parent, monkeypatch)
     try:
-        b = Benchmark201.load(path, log=Log())
+        b = BenchmarkTable.load(path, log=Log())
     finally:
         path.parent.chmod(0o755)
     assert b.table_path is not None and b.table_path.parent == tmp_path / "xdg" / "drnas"
@@ -198,7 +198,7 @@ def test_failed_table_write_leaves_no_files(bench, tmp_path, monkeypatch):
 
     monkeypatch.setattr(benchmark.json, "dump", broken_dump)
     log = Log()
-    b = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=log)
+    b = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=log)
     assert b.from_table is False and b.table_path is None
     assert {a: b.query(a) for a in expected} == expected
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
@@ -214,7 +214,7 @@ def test_failed_table_write_leaves_no_files(bench, tmp_path, monkeypatch):
 ])
 def test_corrupt_table_is_rebuilt(bench, tmp_path, content):
     path, expected = bench
-    first = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    first = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     table = first.table_path
     good = table.read_bytes()
     if content == b"half":
@@ -225,17 +225,17 @@ def test_corrupt_table_is_rebuilt(bench, tmp_path, content):
         content = json.dumps(payload).encode()
     table.write_bytes(content)
     log = Log()
-    b = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=log)
+    b = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=log)
     assert b.from_table is False
     assert {a: b.query(a) for a in expected} == expected
     assert len([line for line in log if str(table) in line and "rebuild" in line]) == 1
     assert json.loads(table.read_bytes()) == json.loads(good)
-    assert Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log()).from_table is True
+    assert BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log()).from_table is True
 
 
 def test_unknown_architecture_raises_keyerror(bench, tmp_path):
     path, expected = bench
-    b = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    b = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     unknown = "|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"  # valid, not in the tiny file
     assert unknown not in b and DRNAS_ARCH in b
     with pytest.raises(KeyError, match="not in the NAS-Bench-201 table"):
@@ -246,7 +246,7 @@ def test_unknown_architecture_raises_keyerror(bench, tmp_path):
 
 def test_query_accepts_genotype_with_tostr(bench, tmp_path):
     path, expected = bench
-    b = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    b = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
 
     class Genotype:
         def tostr(self):
@@ -261,7 +261,7 @@ def test_a_file_needing_other_globals_is_refused_not_loaded_in_full(bench, tmp_p
     data["evaluated_indexes"] = collections.deque(sorted(data["evaluated_indexes"]))
     torch.save(data, path)
     with pytest.raises(UserError) as excinfo:
-        Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+        BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     msg = one_line_user_error(excinfo)
     assert "collections.deque" in msg and "refused" in msg and path.name in msg
 
@@ -283,24 +283,39 @@ def test_a_crafted_benchmark_file_does_not_run_code(tmp_path):
     path = tmp_path / "NAS-Bench-201-v1_0-e61699.pth"
     torch.save({"meta_archs": [], "arch2infos": RunsCode(marker), "evaluated_indexes": set()}, path)
     with pytest.raises(UserError) as excinfo:
-        Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+        BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     assert "system" in one_line_user_error(excinfo)
     assert not marker.exists()
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(UserError) as excinfo:
-        Benchmark201.load(tmp_path / "nope.pth", cache_dir=tmp_path / "cache", log=Log())
+        BenchmarkTable.load(tmp_path / "nope.pth", cache_dir=tmp_path / "cache", log=Log())
     msg = one_line_user_error(excinfo)
     assert "nope.pth" in msg and "does not exist" in msg
     assert "NAS-Bench-201-v1_0-e61699.pth" in msg and "NAS-Bench-201-v1_1-096897.pth" in msg
     assert "--api_path" in msg
 
 
-def test_directory_instead_of_file(tmp_path):
+@pytest.mark.parametrize("make", ["folder", "text"])
+def test_an_unrecognised_benchmark_names_the_accepted_formats(tmp_path, make):
+    path = tmp_path / "bench"
+    if make == "folder":
+        path.mkdir()
+    else:
+        path.write_text("accuracies, one per line\n")
     with pytest.raises(UserError) as excinfo:
-        Benchmark201.load(tmp_path, cache_dir=tmp_path / "cache", log=Log())
-    assert "not a file" in one_line_user_error(excinfo)
+        BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
+    msg = one_line_user_error(excinfo)
+    assert "not a benchmark this project reads" in msg
+    assert "NAS-Bench-201-v1_0-e61699.pth" in msg and "NATS-tss-v1_0-3ffb9-simple" in msg
+
+
+def test_a_torch_file_is_recognised_by_its_contents(bench, tmp_path):
+    path, expected = bench
+    renamed = tmp_path / "nb201.bin"
+    renamed.write_bytes(path.read_bytes())
+    assert BenchmarkTable.load(renamed, cache_dir=tmp_path / "cache", log=Log()).query(DRNAS_ARCH) == expected[DRNAS_ARCH]
 
 
 def _truncated(path, good):
@@ -327,7 +342,7 @@ def test_damaged_file_raises_user_error(tmp_path, damage):
     damage(path, good)
     log = Log()
     with pytest.raises(UserError) as excinfo:
-        Benchmark201.load(path, cache_dir=tmp_path / "cache", log=log)
+        BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=log)
     msg = one_line_user_error(excinfo)
     assert str(path) in msg and "does not load" in msg
     assert not any("weights_only=False" in line for line in log)
@@ -345,7 +360,7 @@ def test_torch_file_with_wrong_content_raises_user_error(tmp_path, content):
     path = tmp_path / "model.pth"
     torch.save(content, path)
     with pytest.raises(UserError) as excinfo:
-        Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+        BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     msg = one_line_user_error(excinfo)
     assert str(path) in msg and "not a NAS-Bench-201 benchmark" in msg
 
@@ -360,5 +375,5 @@ def test_fixture_makes_plausible_accuracies_for_many_archs(tmp_path):
     assert list(expected) == archs
     assert all(0.0 < v < 100.0 for metrics in expected.values() for v in metrics.values())
     assert len({metrics["cifar10_valid"] for metrics in expected.values()}) == len(archs)
-    b = Benchmark201.load(path, cache_dir=tmp_path / "cache", log=Log())
+    b = BenchmarkTable.load(path, cache_dir=tmp_path / "cache", log=Log())
     assert {a: b.query(a) for a in archs} == expected

@@ -198,7 +198,7 @@ def test_unknown_dataset_lists_known_names(tmp_path):
     with pytest.raises(UserError) as excinfo:
         datasets.load_dataset("mnist", tmp_path)
     _assert_one_line_error(excinfo, "mnist", *datasets.DATASETS)
-    assert set(datasets.DATASETS) == {"cifar10", "cifar100", "svhn", "imagenet16-120", "synthetic"}
+    assert set(datasets.DATASETS) == {"cifar10", "cifar100", "svhn", "imagenet16-120", "synthetic", "folder"}
 
 
 # ---------------------------------------------------------------- synthetic

@@ -51,7 +51,7 @@ def runs(tmp_path_factory):
         folders[name] = root / name
     darts_search.main(["--dataset", "cifar10", "--data", str(data), "--data_limit", "32", "--batch_size", "16",
                        "--init_channels", "8", "--layers", "3", "--ks", "2", "1", "--num_keeps", "4", "2",
-                       "--train_epochs", "1", "1", "--arch_start_epoch", "0", "--hessian_freq", "1",
+                       "--train_epochs", "1", "1", "--arch_start_epoch", "0", "--hessian_freq", "2",
                        "--hessian_batches", "1", "--device", "cpu", "--output_dir", str(root / "darts_space")])
     folders["darts_space"] = root / "darts_space"
     return folders
@@ -222,7 +222,7 @@ def test_aggregate_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 @pytest.mark.parametrize("script, searches", [
-    ("nb201_table.sh", 3 * 4),          # 3 datasets x 4 methods x 1 seed
+    ("nb201_table.sh", 3 * 5),          # 3 datasets x 5 methods x 1 seed
     ("partial_channels.sh", 4 + 1),     # k = 1 2 4 8, progressive
     ("anchor_ablation.sh", 7),          # 7 lambdas
 ])

@@ -45,7 +45,7 @@ def run_python(code, cwd=ROOT):
     return done.stdout
 
 
-@pytest.mark.parametrize("script", ["darts_space.train", "darts_space.train_imagenet"])
+@pytest.mark.parametrize("script", ["darts_space.train", "darts_space.train_imagenet", "space201.train"])
 def test_the_training_path_imports_no_search_module(script):
     loaded = json.loads(run_python(f"import json, sys, {script}; print(json.dumps(sorted(sys.modules)))"))
     assert "common.train" in loaded and "common.driver" in loaded

@@ -33,7 +33,7 @@ class ToyNetwork(SearchNetwork):
         self.edges = nn.ModuleList(MixedOp(TOY_OPS, make_op, init_channels, k, edge=e, label=f"{e + 1}<-{e}")
                                    for e in range(2))
         self.classifier = nn.Linear(init_channels, num_classes)
-        self.arch = nn.ModuleDict({"cell": ArchDistribution(2, len(TOY_OPS), method)})
+        self.arch = nn.ModuleDict({"cell": ArchDistribution(2, len(TOY_OPS), method, edge_nodes=[1, 2])})
 
     def forward(self, x):
         draw, h = self.draw()["cell"], self.stem(x)
@@ -65,7 +65,7 @@ def toy_parser():
     search_flags.add_split_flags(p, train_portion=0.5, cutout_length=16)
     flags.add_weight_flags(p, batch_size=32, learning_rate=0.05, momentum=0.9, weight_decay=3e-4, grad_clip=5.0, seed=0)
     flags.add_cosine_flags(p, learning_rate_min=0.0)
-    search_flags.add_plain_stage_flags(p, epochs=3, k=1)
+    search_flags.add_plain_stage_flags(p, epochs=3, k=1, arch_start_epoch=0)
     search_flags.add_arch_flags(p, method="dirichlet", arch_learning_rate=3e-3, reg_type="l2", reg_scale=1e-3,
                                 arch_grad_clip=0.0, tau_max=10.0, tau_min=1.0)
     p.add_argument("--init_channels", type=int, default=8)

@@ -10,6 +10,8 @@ is handed to `NASBench201API(the_dict, verbose=False)`.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
 import warnings
 from pathlib import Path
@@ -31,8 +33,14 @@ _QUERIES = (
     ("cifar100", (("valid-accuracy", "cifar100_valid"), ("test-accuracy", "cifar100_test"))),
     ("ImageNet16-120", (("valid-accuracy", "imagenet16_valid"), ("test-accuracy", "imagenet16_test"))),
 )
+NAME = "NAS-Bench-201"
+KIND = "nas-bench-201"
+TABLE_METRICS = METRICS
 OFFICIAL_FILES = ("NAS-Bench-201-v1_0-e61699.pth", "NAS-Bench-201-v1_1-096897.pth")
-DOWNLOAD_HINT = f"download {OFFICIAL_FILES[0]} or {OFFICIAL_FILES[1]} and pass its path with --api_path"
+HINT = f"the NAS-Bench-201 file {OFFICIAL_FILES[0]} or {OFFICIAL_FILES[1]}"
+ADVICE = f"pass {HINT} with --api_path"
+# torch.save's zip format, and its legacy format (a protocol-2 pickle of a magic number)
+_MAGIC = (b"PK\x03\x04", b"\x80\x02")
 _REQUIRED_KEYS = ("meta_archs", "arch2infos", "evaluated_indexes")
 
 
@@ -46,12 +54,25 @@ def _short(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}"
 
 
+@contextlib.contextmanager
+def _no_gc():
+    """The cyclic garbage collector off: unpickling creates ~10^8 containers, none of them
+    garbage, and the collections it triggers would only scan them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _torch_load(path: Path, log):
     """torch.load the benchmark file through the allow-list unpickler (common/safe_pickle.py):
     the C unpickler's speed, and a file that names anything but plain data is refused."""
     bad = (f"NAS-Bench-201 file {path} does not load: it is truncated, not a torch file, or damaged "
-           f"({{}}); {DOWNLOAD_HINT}")
-    with warnings.catch_warnings():
+           f"({{}}); {ADVICE}")
+    with warnings.catch_warnings(), _no_gc():
         warnings.simplefilter("ignore")
         try:
             return torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=safe_pickle.TORCH_MODULE)
@@ -85,7 +106,7 @@ def load_api(path, log: Callable[[str], object] = print):
 
     path = Path(path)
     data = _torch_load(path, log)
-    wrong = f"NAS-Bench-201 file {path} loads but is not a NAS-Bench-201 benchmark ({{}}); {DOWNLOAD_HINT}"
+    wrong = f"NAS-Bench-201 file {path} loads but is not a NAS-Bench-201 benchmark ({{}}); {ADVICE}"
     if not isinstance(data, dict):
         raise UserError(wrong.format(f"it holds a {type(data).__name__}, not a dict"))
     missing = [key for key in _REQUIRED_KEYS if key not in data]
@@ -99,25 +120,40 @@ def load_api(path, log: Callable[[str], object] = print):
     return api
 
 
-def build_table(api) -> dict[str, list[float | None]]:
-    """Every evaluated architecture's six METRICS, through the API's query methods.
+def accuracies(api, index, hp="200", suffix=""):
+    """{metric + suffix: accuracy (percent, the mean over trials) or None} of one architecture,
+    through the API's get_more_info (nas_201_api's and nats_bench's work alike)."""
+    row = {}
+    for dataset, wanted in _QUERIES:
+        try:
+            info = api.get_more_info(index, dataset, iepoch=None, hp=hp, is_random=False)
+        except (KeyError, ValueError, IndexError, AssertionError, TypeError):
+            info = {}  # no result of this schedule on this dataset
+        for key, metric in wanted:
+            value = info.get(key)
+            row[metric + suffix] = None if value is None else float(value)
+    return row
 
-    A metric the file holds no result for (a dataset an architecture was not trained on)
-    is None.
-    """
+
+def recognise(path):
+    """A NAS-Bench-201 file: named .pth, or a file in torch's zip or legacy format."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if path.suffix == ".pth":
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(4).startswith(_MAGIC)
+
+
+def build(path, log):
+    """{arch string: the six 200-epoch accuracies} of every evaluated architecture."""
+    api = load_api(path, log)
     table = {}
     for arch_str in list(api.meta_archs):
         index = api.query_index_by_arch(arch_str)
         if index < 0 or index not in api.arch2infos_dict:
             continue  # not evaluated
-        row = dict.fromkeys(METRICS)
-        for dataset, wanted in _QUERIES:
-            try:
-                info = api.get_more_info(index, dataset, iepoch=None, hp="200", is_random=False)
-            except (KeyError, ValueError, IndexError, AssertionError, TypeError):
-                continue  # no 200-epoch result on this dataset
-            for key, metric in wanted:
-                value = info.get(key)
-                row[metric] = None if value is None else float(value)
+        row = accuracies(api, index)
         table[arch_str] = [row[m] for m in METRICS]
     return table

@@ -1,0 +1,60 @@
+"""Reading the genotype that a training's `--arch` names when it names a file: a search's
+results.json (its final "genotype" entry) or the run folder holding it, in any search space.
+
+    file, data = read_arch_json(arch, missing=..., folder_hint=...)
+    genotype = final_genotype(data, file, arch, allow_unfinished, kind=dict, space=..., other=...)
+
+The space's own module (DARTS-space/model.py, 201-space/model.py) decides what else `--arch`
+may be (a published name, a cell string, a bare genotype JSON) and turns the JSON value into
+its genotype type. Every failure is a one-line UserError that says how to fix it.
+"""
+import json
+import os
+
+from common.errors import UserError
+from common.results import RESULTS_NAME
+
+
+def one_line(text):
+    """`text` with its line breaks and runs of spaces made single spaces (for error lines)."""
+    return " ".join(str(text).split())
+
+
+def read_arch_json(arch, *, missing, folder_hint):
+    """(file, parsed JSON) of the file `arch`, or of the results.json in the folder `arch`.
+
+    `missing` is the whole message for a path that does not exist (the space knows what
+    else `--arch` could have been); `folder_hint` ends the message for a folder without
+    results.json. A file that cannot be read or is not JSON is a UserError too."""
+    if not os.path.exists(arch):
+        raise UserError(missing)
+    file = os.path.join(arch, RESULTS_NAME) if os.path.isdir(arch) else arch
+    if not os.path.isfile(file):
+        raise UserError(f"--arch {arch!r} is a folder without {RESULTS_NAME}: {folder_hint}")
+    try:
+        with open(file, encoding="utf-8") as handle:
+            return file, json.load(handle)
+    except OSError as err:
+        raise UserError(f"cannot read --arch file {file}: {one_line(err.strerror or err)}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"--arch file {file} is not valid JSON ({one_line(err)})") from None
+    except RecursionError:
+        raise UserError(f"--arch file {file} nests too deeply to be a genotype") from None
+
+
+def final_genotype(data, file, arch, allow_unfinished, *, kind, space, other):
+    """The "genotype" entry of the results `data` read from `file`, or None when it has none.
+
+    The entry must be a `kind` (the JSON type of `space`'s genotypes; a value of another type
+    is most likely the genotype of an `other` space's search). A search that has not finished
+    wrote an intermediate genotype: refused unless `allow_unfinished`."""
+    genotype = data.get("genotype") if isinstance(data, dict) else None
+    if genotype is None:
+        return None
+    if not isinstance(genotype, kind):
+        raise UserError(f"--arch file {file}: the genotype is not a {space} genotype "
+                        f"(got {one_line(json.dumps(genotype))[:80]}; a {other} search?)")
+    if data.get("finished") is not True and not allow_unfinished:
+        raise UserError(f"--arch {arch}: the search has not finished ({data.get('epochs_done', '?')} epochs "
+                        "done), its genotype is an intermediate one: wait for it, or pass --allow_unfinished")
+    return genotype
