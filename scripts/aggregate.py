@@ -25,7 +25,6 @@ runs of a space with a benchmark (common/spaces.py; the results' `space` entry) 
 Unfinished runs (`finished` not true) are left out with a note on stderr, unless
 `--include_unfinished`.
 """
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -33,11 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.results import METHOD_TITLES, METRIC_TITLES, METRICS, RESULTS_NAME, RUN_PLUMBING, load_results, results_file
-from common.spaces import SPACES
-
-DEFAULT_REG_SCALE = 1e-3
-DEFAULT_REG_TYPE = "l2"
+from common.results import METHOD_TITLES, METRIC_TITLES, METRICS, RUN_PLUMBING
+from common.run_records import (DEFAULT_REG_TYPE, dataset_of, default_anchor, is_nb201, is_progressive, k_of, load_runs,
+                                method_of, plain_channels, reg_of, run_stages)
 
 METHOD_ORDER = tuple(METHOD_TITLES)  # the paper's rows
 DATASET_ORDER = ("cifar10", "cifar100", "imagenet16-120", "svhn")
@@ -52,99 +49,14 @@ STD_NOTE = ("mean ± std over the runs (seeds); std is the population standard d
             "(ddof=0), so identical results read ± 0.00; n = runs with a value in that cell.")
 
 
-# ----------------------------------------------------------------------------- loading
-
-def find_results(paths, recursive=False):
-    """The results.json files of the given run folders (or results files), deduplicated."""
-    found, seen = [], set()
-    for raw in paths:
-        path = Path(raw)
-        if recursive and path.exists() and not path.is_file():
-            files = sorted(path.rglob(RESULTS_NAME))
-            if not files:
-                raise UserError(f"no {RESULTS_NAME} anywhere under {path}")
-        else:
-            files = [results_file(path, "pass a search run folder, "
-                                        "or add --recursive to search the folders below it")]
-        for file in files:
-            key = file.resolve()
-            if key not in seen:
-                seen.add(key)
-                found.append(file)
-    return found
-
-
-def load_runs(paths, recursive=False, include_unfinished=False, note=None):
-    """The runs under `paths`; unfinished ones are left out (said through `note`) unless asked."""
-    note = note or (lambda text: print(text, file=sys.stderr))
-    runs, unfinished = [], []
-    for file in find_results(paths, recursive):
-        run = load_results(file)
-        if run.get("finished") is not True and not include_unfinished:
-            unfinished.append(run)
-        else:
-            runs.append(run)
-    if not runs:
-        raise UserError(f"no finished run among the {len(unfinished)} found "
-                        "(--include_unfinished to use unfinished runs' latest values)")
-    for run in unfinished:
-        note(f"note: leaving out {run['dir']}: the run has not finished "
-             f"({run.get('epochs_done', len(run.get('epochs') or []))} epochs done; "
-             "--include_unfinished to use its latest values)")
-    return runs
-
-
-# ----------------------------------------------------------------------------- run properties
-
-def method_of(run):
-    return str(run["args"].get("method", "dirichlet"))
-
+# ----------------------------------------------------------------------------- names
 
 def method_name(method):
     return METHOD_TITLES.get(method, method)
 
 
-def dataset_of(run):
-    return str(run["args"].get("dataset", "cifar10"))
-
-
 def dataset_name(dataset):
     return DATASET_NAMES.get(dataset, dataset)
-
-
-def run_stages(run):
-    stages = run.get("stages")
-    return stages if isinstance(stages, list) else []
-
-
-def is_progressive(run):
-    return len(run_stages(run)) > 1
-
-
-def k_of(run):
-    return int(run["args"].get("k", 1) or 1)
-
-
-def reg_of(run):
-    args = run["args"]
-    scale = args.get("reg_scale", DEFAULT_REG_SCALE)
-    return (str(args.get("reg_type", DEFAULT_REG_TYPE)),
-            float(DEFAULT_REG_SCALE if scale is None else scale))
-
-
-def default_anchor(run):
-    reg_type, scale = reg_of(run)
-    return reg_type == DEFAULT_REG_TYPE and math.isclose(scale, DEFAULT_REG_SCALE, rel_tol=1e-9)
-
-
-def plain_channels(run):
-    return k_of(run) == 1 and not is_progressive(run)
-
-
-def is_nb201(run):
-    """A run of a space with a benchmark to fill these tables (NAS-Bench-201)."""
-    space = SPACES.get(str(run.get("space")))
-    return space is not None and space.benchmark
 
 
 # Flags a table's rows already tell apart (the row key), beside the seed and the run plumbing.

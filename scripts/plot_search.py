@@ -22,27 +22,14 @@ import sys
 from pathlib import Path
 
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.results import METHOD_TITLES, METRIC_TITLES, METRICS, load_results
+from common.results import METHOD_TITLES, METRIC_TITLES, METRICS
+from common.run_records import (edge_names, edge_series, epochs_of, exploration_series, load_run, number, op_names,
+                                stage_starts)
 
 FIGURES = ("exploration.png", "eigenvalue.png", "edges.png")
 
 
-# ----------------------------------------------------------------------------- loading
-
-def load_run(path):
-    """The results of one run folder (or results.json path) with an 'epochs' list; bad
-    input is a UserError. A missing or malformed 'args' reads as {}."""
-    data = load_results(path, require=("epochs", list))
-    if not isinstance(data.get("args"), dict):
-        data["args"] = {}
-    return data
-
-
-def epochs_of(run):
-    """The run's epoch records (dicts with an int 'epoch'), in epoch order."""
-    records = [e for e in run["epochs"] if isinstance(e, dict) and isinstance(e.get("epoch"), int)]
-    return sorted(records, key=lambda e: e["epoch"])
-
+# ----------------------------------------------------------------------------- labels
 
 def default_labels(runs):
     """'method seed N' per run; settings that differ (dataset, k, ...) are added to tell apart."""
@@ -60,40 +47,6 @@ def default_labels(runs):
     if len(set(labels)) < len(labels):
         labels = [f"{label} ({Path(r['dir']).name})" for label, r in zip(labels, runs)]
     return labels
-
-
-def op_names(run, n_ops):
-    """The run's recorded op names (results.json `op_names`), or op0, op1, ... without them."""
-    names = run.get("op_names")
-    if isinstance(names, list) and len(names) == n_ops:
-        return [str(name) for name in names]
-    return [f"op{i}" for i in range(n_ops)]
-
-
-def edge_names(run, n_edges, cell):
-    """The run's recorded edge labels of `cell` (results.json `edge_labels`, e.g. "2<-0", shown
-    as 2←0), or "edge N" without them; the cell type leads when there are several."""
-    prefix = "" if cell == "cell" else f"{cell} "
-    labels = run.get("edge_labels", {})
-    labels = labels.get(cell) if isinstance(labels, dict) else None
-    if isinstance(labels, list) and len(labels) == n_edges:
-        return [prefix + str(label).replace("<-", "←") for label in labels]
-    return [f"{prefix}edge {e}" for e in range(n_edges)]
-
-
-def stage_starts(epochs):
-    """Epochs at which a new stage begins (progressive runs)."""
-    starts, last = [], None
-    for e in epochs:
-        stage = e.get("stage")
-        if last is not None and stage is not None and stage != last:
-            starts.append(e["epoch"])
-        last = stage if stage is not None else last
-    return starts
-
-
-def number(x):
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 # ----------------------------------------------------------------------------- figures
@@ -129,24 +82,6 @@ def save_figure(fig, out, name, dpi=120, **layout):
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
     return path
-
-
-def exploration_series(run, metric):
-    """(epochs, min, mean, max, distinct, mean-arch accuracy) lists; None without data."""
-    rows = []
-    for e in epochs_of(run):
-        explo = e.get("exploration")
-        if not isinstance(explo, dict):
-            continue
-        bench = explo.get("benchmark") if isinstance(explo.get("benchmark"), dict) else {}
-        stats = bench.get(metric) if isinstance(bench.get(metric), dict) else {}
-        mean_bench = e.get("benchmark") if isinstance(e.get("benchmark"), dict) else {}
-        rows.append((e["epoch"], number(stats.get("min")), number(stats.get("mean")),
-                     number(stats.get("max")), number(explo.get("distinct")),
-                     number(mean_bench.get(metric))))
-    if not any(r[1] is not None or r[5] is not None for r in rows):
-        return None
-    return [list(col) for col in zip(*rows)]
 
 
 def nan(values):
@@ -215,38 +150,6 @@ def plot_eigenvalue(runs, labels, out, note):
                fontsize=11)
     ax.legend(fontsize=8)
     return save_figure(fig, out, "eigenvalue.png")
-
-
-def softmax(values):
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    total = sum(exps)
-    return [v / total for v in exps]
-
-
-def edge_series(run, note, label):
-    """{cell: (epochs, weights[epoch][edge][op])} from arch[cell]['mean'] (softmax of alpha
-    when a record lacks the mean)."""
-    out, said = {}, False
-    for e in epochs_of(run):
-        arch = e.get("arch")
-        if not isinstance(arch, dict):
-            continue
-        for cell, params in arch.items():
-            if not isinstance(params, dict):
-                continue
-            weights = params.get("mean")
-            if weights is None and params.get("alpha") is not None:
-                if not said:
-                    note(f"note: {label}: no 'mean' in the arch records; edges.png shows softmax(alpha)")
-                    said = True
-                weights = [softmax(edge) for edge in params["alpha"]]
-            if weights is None:
-                continue
-            epochs, values = out.setdefault(cell, ([], []))
-            epochs.append(e["epoch"])
-            values.append(weights)
-    return out
 
 
 def edge_layout(series):

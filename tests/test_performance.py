@@ -45,7 +45,7 @@ def build(space, method, k):
     return Network(8, 10, 3, method, k)  # a normal and two reduction cells
 
 
-def three_steps(space, fast, method="dirichlet", k=1, keep=None, dtype=torch.float32, memory_format=None):
+def three_steps(space, fast, method="dirichlet", k=1, keep=None, dtype=torch.float32, memory_format=None, size=32):
     torch.manual_seed(0)
     model = build(space, method, k).to(dtype)
     if keep:  # a pruned network, as in a progressive second stage
@@ -56,7 +56,7 @@ def three_steps(space, fast, method="dirichlet", k=1, keep=None, dtype=torch.flo
     architect = Architect(model, lr=3e-4, reg_scale=1e-3)
     optimizer = torch.optim.SGD(model.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(16, 3, 32, 32, generator=g, dtype=dtype).contiguous(memory_format=fmt),
+    batches = [(torch.randn(16, 3, size, size, generator=g, dtype=dtype).contiguous(memory_format=fmt),
                 torch.randint(0, 10, (16,), generator=g)) for _ in range(6)]
     losses = []
     with contextlib.nullcontext() if fast else reference_computation():
@@ -99,8 +99,9 @@ def test_fast_paths_change_nothing_in_the_same_memory_format(space, method, k, k
                                                  ("darts", "dirichlet", 4)])
 def test_in_float64_all_optimisations_are_exact(space, method, keep):
     k = 2 if space == "darts" else 1
-    fast = three_steps(space, True, method, k, keep, dtype=torch.float64)
-    plain = three_steps(space, False, method, k, keep, dtype=torch.float64)
+    size = 16 if space == "darts" else 32  # exact algebra at any size; 16 keeps float64 DARTS cheap
+    fast = three_steps(space, True, method, k, keep, dtype=torch.float64, size=size)
+    plain = three_steps(space, False, method, k, keep, dtype=torch.float64, size=size)
     assert fast["losses"] == pytest.approx(plain["losses"], rel=1e-12)
     for a, b in zip(fast["alpha"] + fast["weights"], plain["alpha"] + plain["weights"]):
         assert torch.allclose(a, b, rtol=0, atol=1e-9), (a - b).abs().max()

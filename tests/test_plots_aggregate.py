@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common import run_records
 from darts_space import train_search as darts_search
 from golden_runs import write_cifar10
 from script_checks import load_script, results
@@ -103,14 +104,14 @@ def test_plot_search_on_the_darts_space(runs, capsys):
 
 
 def test_op_and_edge_names_are_read_from_the_run(runs):
-    nb201, darts = plot_search.load_run(runs["drnas0"]), plot_search.load_run(runs["darts_space"])
-    assert plot_search.op_names(nb201, 5) == list(OPS)
-    assert plot_search.op_names(darts, 7) == darts["op_names"]
-    assert plot_search.edge_names(nb201, 6, "cell") == ["1←0", "2←0", "2←1", "3←0", "3←1", "3←2"]
-    assert plot_search.edge_names(darts, 14, "normal")[-1] == "normal 5←4"
+    nb201, darts = run_records.load_run(runs["drnas0"]), run_records.load_run(runs["darts_space"])
+    assert run_records.op_names(nb201, 5) == list(OPS)
+    assert run_records.op_names(darts, 7) == darts["op_names"]
+    assert run_records.edge_names(nb201, 6, "cell") == ["1←0", "2←0", "2←1", "3←0", "3←1", "3←2"]
+    assert run_records.edge_names(darts, 14, "normal")[-1] == "normal 5←4"
     # a record without them is not guessed at
-    assert plot_search.op_names({"args": {}}, 5) == ["op0", "op1", "op2", "op3", "op4"]
-    assert plot_search.edge_names({"args": {}}, 6, "cell")[0] == "edge 0"
+    assert run_records.op_names({"args": {}}, 5) == ["op0", "op1", "op2", "op3", "op4"]
+    assert run_records.edge_names({"args": {}}, 6, "cell")[0] == "edge 0"
 
 
 @pytest.mark.parametrize("case", ["missing_results", "bad_json", "missing_dir", "labels_count"])

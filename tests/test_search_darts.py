@@ -13,7 +13,7 @@ from script_checks import expect_one_line_error, load_script, results
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR10_MINI = ROOT.parent / "shared" / "data" / "cifar10-mini"
-TINY = ["--dataset", "synthetic", "--data_limit", "128", "--batch_size", "16", "--init_channels", "8",
+TINY = ["--dataset", "synthetic", "--data_limit", "64", "--batch_size", "16", "--init_channels", "8",
         "--layers", "3", "--ks", "4", "2", "--num_keeps", "7", "4", "--train_epochs", "1", "1",
         "--arch_start_epoch", "0", "--device", "cpu"]
 
@@ -46,7 +46,7 @@ def test_tiny_progressive_search_prunes_widens_and_writes_loadable_genotypes(tmp
 
 @pytest.mark.skipif(not CIFAR10_MINI.is_dir(), reason="../shared/data/cifar10-mini is absent")
 def test_tiny_search_on_real_cifar10_images(tmp_path):
-    train_search.main([*TINY, "--dataset", "cifar10", "--data", str(CIFAR10_MINI), "--data_limit", "256",
+    train_search.main([*TINY, "--dataset", "cifar10", "--data", str(CIFAR10_MINI), "--data_limit", "128",
                        "--output_dir", str(tmp_path)])
     assert results(tmp_path)["finished"]
 
