@@ -162,7 +162,7 @@ def test_compare_prints_one_row_per_option_set(capsys):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_search_step_never_waits_for_the_gpu():
-    """Issue 7: no host-device synchronisation inside a step (DrNAS, progressive stage shape)."""
+    """No host-device synchronisation inside a step (DrNAS, progressive stage shape)."""
     from space201.model_search import Network
 
     device = torch.device("cuda")
