@@ -1,10 +1,12 @@
-"""scripts/sample_imagenet.py: the per-class 10% / 2.5% ImageNet search subset."""
+"""scripts/sample_imagenet.py and common/imagenet_split.py: the per-class 10% / 2.5% ImageNet search subset."""
 import json
 import os
 from pathlib import Path
 
 import pytest
 
+from common import imagenet_split
+from common.errors import UserError
 from imagenet_fixture import make_imagenet
 from script_checks import expect_one_line_error, load_script
 
@@ -56,26 +58,26 @@ def source(tmp_path):
 
 
 def test_split_counts_round_and_keep_one_of_each():
-    assert [sample.split_counts(n, 0.1, 0.025) for n in (40, 200, 25, 12, 2, 1300, 732)] == \
+    assert [imagenet_split.split_counts(n, 0.1, 0.025) for n in (40, 200, 25, 12, 2, 1300, 732)] == \
         [(4, 1), (20, 5), (3, 1), (1, 1), (1, 1), (130, 33), (73, 18)]
-    assert sample.split_counts(2, 0.75, 0.25) == (1, 1)  # 1.5 -> 2 and 0.5 -> 1 would overlap
-    assert sample.split_counts(10, 0.8, 0.2) == (8, 2)  # the whole class, still disjoint
+    assert imagenet_split.split_counts(2, 0.75, 0.25) == (1, 1)  # 1.5 -> 2 and 0.5 -> 1 would overlap
+    assert imagenet_split.split_counts(10, 0.8, 0.2) == (8, 2)  # the whole class, still disjoint
 
 
 def test_sample_split_is_disjoint_seeded_and_independent_of_order():
     files = {f"c{k}": [f"img_{i}.JPEG" for i in range(100)] for k in range(4)}
-    train, val = sample.sample_split(files, 0.1, 0.025, seed=3)
+    train, val = imagenet_split.sample_split(files, 0.1, 0.025, seed=3)
     for name, names in files.items():
         assert (len(train[name]), len(val[name])) == (10, 3)
         assert not set(train[name]) & set(val[name])
         assert set(train[name]) | set(val[name]) <= set(names)
     shuffled = {name: list(reversed(names)) for name, names in reversed(list(files.items()))}
-    assert sample.sample_split(shuffled, 0.1, 0.025, seed=3) == (train, val)
-    other = sample.sample_split(files, 0.1, 0.025, seed=4)
+    assert imagenet_split.sample_split(shuffled, 0.1, 0.025, seed=3) == (train, val)
+    other = imagenet_split.sample_split(files, 0.1, 0.025, seed=4)
     assert other[0] != train and other[1] != val
     assert train["c0"] != train["c1"]  # each class draws its own permutation
-    with pytest.raises(sample.UserError, match="more than 1"):
-        sample.sample_split(files, 0.9, 0.2, seed=0)
+    with pytest.raises(UserError, match="more than 1"):
+        imagenet_split.sample_split(files, 0.9, 0.2, seed=0)
 
 
 def test_symlink_mode_writes_the_split_and_leaves_source_alone(source, tmp_path, capsys):
