@@ -38,7 +38,6 @@ from space201.model import BEST_CELL, TinyNetwork, resolve_cell
 def build_parser():
     p = flags.new_parser(__doc__)
     flags.add_data_flags(p, data=str(PROJECT_ROOT / "data"), dataset="cifar10", datasets=sorted(DATASETS))
-    flags.add_folder_flags(p)
     # grad_clip None: no clipping (xautodl clips nothing); a given --grad_clip must be > 0
     flags.add_weight_flags(p, batch_size=256, learning_rate=0.1, momentum=0.9, weight_decay=5e-4,
                            grad_clip=None, seed=0)

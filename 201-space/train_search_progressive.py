@@ -19,7 +19,6 @@ from common.spaces import SPACES
 def build_parser():
     p = flags.new_parser(__doc__)
     flags.add_data_flags(p, data=str(PROJECT_ROOT / "data"), dataset="cifar10", datasets=sorted(DATASETS))
-    flags.add_folder_flags(p)
     search_flags.add_split_flags(p, train_portion=0.5, cutout_length=16)
     flags.add_weight_flags(p, batch_size=64, learning_rate=0.025, momentum=0.9, weight_decay=3e-4,
                            grad_clip=5.0, seed=2)

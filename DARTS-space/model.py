@@ -28,8 +28,8 @@ the ImageNet auxiliary head has no BatchNorm after its 768-channel convolution.
 import torch
 from torch import nn
 
-from common.errors import UserError
-from common.genotype_source import final_genotype, one_line, read_arch_json
+from common.errors import UserError, one_line
+from common.genotype_source import final_genotype, read_arch_json
 from common.results import RESULTS_NAME
 from common.train import count_parameters  # noqa: F401  (part of this module's API)
 from darts_space.genotypes import GENOTYPES, Genotype, genotype_from_json

@@ -37,7 +37,6 @@ AUXILIARY_SIDES = range(29, 41)
 def build_parser():
     p = flags.new_parser(__doc__)
     flags.add_data_flags(p, data=str(PROJECT_ROOT / "data"), dataset="cifar10", datasets=DATASET_CHOICES)
-    flags.add_folder_flags(p)
     flags.add_weight_flags(p, batch_size=64, learning_rate=0.025, momentum=0.9, weight_decay=3e-4,
                            grad_clip=5.0, seed=0)
     flags.add_training_flags(p, epochs=600, init_channels=36, layers=20, auxiliary_weight=0.4, drop_path_prob=0.3,

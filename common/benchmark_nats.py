@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common import safe_pickle
 from common.benchmark_nb201 import accuracies
-from common.errors import UserError
+from common.errors import UserError, one_line
 from common.results import METRICS
 
 NAME = "NATS-Bench"
@@ -102,7 +102,7 @@ def build(path, log):
             raise
         except Exception as err:  # a damaged or foreign file
             raise UserError(f"{path} does not load as NATS-Bench (tss) ({type(err).__name__}: "
-                            f"{' '.join(str(err).split())[:120]}): {ADVICE}") from None
+                            f"{one_line(err)[:120]}): {ADVICE}") from None
         table = {}
         for index, arch_str in enumerate(list(api.meta_archs)):
             row = {**accuracies(api, index), **accuracies(api, index, hp="12", suffix="_12ep"), **costs(api, index)}

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 from common import safe_pickle
-from common.errors import UserError
+from common.errors import UserError, one_line
 from common.results import METRICS
 
 # (dataset given to get_more_info, the key of its result, the metric it fills). For
@@ -45,7 +45,7 @@ _REQUIRED_KEYS = ("meta_archs", "arch2infos", "evaluated_indexes")
 
 
 def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split())
+    text = one_line(err)
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     if not text:
         return type(err).__name__

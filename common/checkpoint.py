@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.errors import UserError
+from common.errors import UserError, one_line
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -83,7 +83,7 @@ def save_checkpoint(path, state):
     try:
         atomic_write(path, lambda tmp: torch.save(state, tmp))
     except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
-        reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:160]
+        reason = getattr(err, "strerror", None) or one_line(err)[:160]
         raise UserError(f"cannot write the checkpoint {path} ({reason}): free some space or pick another "
                         "--output_dir; the previous checkpoint is kept") from None
 

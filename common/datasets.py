@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from common import safe_pickle
-from common.errors import UserError
+from common.errors import UserError, one_line
 from common.imageset import ImageSet
 from common.synthetic import SYNTHETIC_TEST, SYNTHETIC_TRAIN, make_synthetic
 
@@ -37,11 +37,6 @@ IMAGENET16_CLASSES = 120
 IMAGENET16_DIRS = ("imagenet16", "ImageNet16")  # this project's name first; NAS-Bench-201's own spelling too
 
 
-def _one_line(text) -> str:
-    """Collapse an exception message to one line (UserError messages must be one line)."""
-    return " ".join(str(text).split())
-
-
 # ---------------------------------------------------------------- pickles / CIFAR
 
 
@@ -56,7 +51,7 @@ def _load_pickle(path: Path, what: str, fix: str) -> dict:
         raise safe_pickle.refusal(path, what, err) from None
     except Exception as err:  # any failure here means a truncated or foreign file
         raise UserError(f"{what} file {path} is unreadable or corrupt "
-                        f"({type(err).__name__}: {_one_line(err)[:120]}): {fix}") from None
+                        f"({type(err).__name__}: {one_line(err)[:120]}): {fix}") from None
     if not isinstance(obj, dict):
         raise UserError(f"{what} file {path} does not hold a dict of arrays: {fix}")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
@@ -72,7 +67,7 @@ def _batch_to_tensors(d: dict, path: Path, label_key: str, side: int, what: str,
         images = data.reshape(-1, 3, side, side)
     except (ValueError, TypeError, RuntimeError) as err:
         raise UserError(f"{what} file {path} has data of an unexpected shape "
-                        f"({_one_line(err)[:120]}): {fix}") from None
+                        f"({one_line(err)[:120]}): {fix}") from None
     if images.shape[0] != labels.shape[0]:
         raise UserError(f"{what} file {path} has {images.shape[0]} images but "
                         f"{labels.shape[0]} labels: {fix}")
@@ -87,7 +82,7 @@ def _try_download(fetch: Callable[[], object]) -> str | None:
         fetch()
         return None
     except Exception as err:  # no network, HTTP error, bad archive: all mean "not fetched"
-        return f"{type(err).__name__}: {_one_line(err)[:120]}"
+        return f"{type(err).__name__}: {one_line(err)[:120]}"
     finally:
         socket.setdefaulttimeout(old)
 
@@ -161,7 +156,7 @@ def _read_svhn(root: Path, train: bool, download: bool) -> ImageSet:
         x, y = mat["X"], mat["y"]
     except Exception as err:
         raise UserError(f"SVHN file {path} is unreadable or corrupt "
-                        f"({type(err).__name__}: {_one_line(err)[:120]}): {fix}") from None
+                        f"({type(err).__name__}: {one_line(err)[:120]}): {fix}") from None
     if x.ndim != 4 or x.shape[2] != 3 or x.shape[3] != y.size:
         raise UserError(f"SVHN file {path} has X of shape {x.shape} and {y.size} labels, "
                         f"expected (32, 32, 3, N) and N: {fix}")

@@ -25,7 +25,7 @@ import torch
 
 from common.checkpoint import (CHECKPOINT_NAME, loop_state, restore_loop_state, rng_state, save_checkpoint,
                                set_rng_state)
-from common.errors import UserError
+from common.errors import UserError, one_line
 from common.progress import Progress
 from common.stopping import StopRequested, exit_status
 
@@ -113,7 +113,7 @@ class Task:
         try:
             return restore_loop_state(state, self.stateful, self.loaders)
         except (RuntimeError, KeyError, ValueError, IndexError, TypeError) as err:
-            reason = " ".join(str(err).split())[:160]
+            reason = one_line(err)[:160]
             raise UserError(f"the checkpoint does not fit this run ({type(err).__name__}: {reason}): resume "
                             "with the settings it was written with, or start a new run") from None
 

@@ -13,6 +13,11 @@ class UserError(Exception):
     """An error caused by the user's input, reported as one line."""
 
 
+def one_line(text):
+    """`text` with its line breaks and runs of spaces made single spaces (for error lines)."""
+    return " ".join(str(text).split())
+
+
 def exit_on_user_error(main):
     """Decorate a script's `main(argv=None)`: a `UserError` becomes `error: ...` and exit 2."""
 

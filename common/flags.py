@@ -63,10 +63,12 @@ def add_data_flags(p, *, data, dataset, datasets, data_help=None):
             "and optionally DIR/val/<class>/" if "folder" in datasets else "")
     p.add_argument("--data", default=data, help=data_help)
     p.add_argument("--dataset", default=dataset, choices=datasets)
+    if "folder" in datasets:
+        add_folder_flags(p)
 
 
 def add_folder_flags(p):
-    """The flags of `--dataset folder` (common/folder_data.py), in every script that reads it."""
+    """The flags of `--dataset folder` (common/folder_data.py), with --dataset in every script that offers it."""
     p.add_argument("--image_size", type=bounded(int, 4), default=None, metavar="N",
                    help="--dataset folder: resize every image to N x N (e.g. 32; bilinear, antialiased); "
                         "default: keep the images' own size, which all must share")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.errors import UserError
+from common.errors import UserError, one_line
 from common.imageset import ImageSet
 
 TEST_PORTION = 0.2  # --test_portion's default
@@ -129,7 +129,7 @@ def open_image(path, size=None):
         with Image.open(path) as image:
             image = image.convert("RGB")
     except Exception as err:  # truncated, corrupt or foreign file, whatever Pillow raises
-        detail = " ".join(str(err).split())[:120]
+        detail = one_line(err)[:120]
         raise UserError(f"image {path} cannot be read ({type(err).__name__}: {detail}): "
                         f"remove or replace the file") from None
     size = (size, size) if isinstance(size, int) else size

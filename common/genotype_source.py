@@ -11,13 +11,8 @@ its genotype type. Every failure is a one-line UserError that says how to fix it
 import json
 import os
 
-from common.errors import UserError
-from common.results import RESULTS_NAME
-
-
-def one_line(text):
-    """`text` with its line breaks and runs of spaces made single spaces (for error lines)."""
-    return " ".join(str(text).split())
+from common.errors import UserError, one_line
+from common.results import RESULTS_NAME, read_json
 
 
 def read_arch_json(arch, *, missing, folder_hint):
@@ -31,15 +26,7 @@ def read_arch_json(arch, *, missing, folder_hint):
     file = os.path.join(arch, RESULTS_NAME) if os.path.isdir(arch) else arch
     if not os.path.isfile(file):
         raise UserError(f"--arch {arch!r} is a folder without {RESULTS_NAME}: {folder_hint}")
-    try:
-        with open(file, encoding="utf-8") as handle:
-            return file, json.load(handle)
-    except OSError as err:
-        raise UserError(f"cannot read --arch file {file}: {one_line(err.strerror or err)}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"--arch file {file} is not valid JSON ({one_line(err)})") from None
-    except RecursionError:
-        raise UserError(f"--arch file {file} nests too deeply to be a genotype") from None
+    return file, read_json(file, label="--arch file ", expected="a genotype")
 
 
 def final_genotype(data, file, arch, allow_unfinished, *, kind, space, other):

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from common.errors import UserError
+from common.errors import UserError, one_line
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -70,7 +70,7 @@ def image_folder(root, split):
     try:
         return ImageFolder(str(folder))
     except FileNotFoundError as err:  # no class folder, or class folders without images
-        detail = " ".join(str(err).split())
+        detail = one_line(err)
         if len(detail) > 200:
             detail = detail[:200] + "..."
         raise UserError(f"ImageNet folder {folder} holds no images in class folders ({detail}): "

@@ -7,7 +7,7 @@ file's `benchmark` entries (what common/benchmark.py's `BenchmarkTable.query` re
 import json
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import UserError, one_line
 
 RESULTS_NAME = "results.json"
 
@@ -66,6 +66,20 @@ def results_file(path, hint="pass the folder of a search run"):
     return file
 
 
+def read_json(file, *, label="", expected="a results file", parse_hint=""):
+    """The JSON value in `file`; a file that does not read, parse or nests too deeply is a
+    one-line UserError naming it (`label` before the name, e.g. "--arch file ")."""
+    try:
+        with open(file, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as err:
+        raise UserError(f"cannot read {label}{file}: {one_line(err.strerror or err)}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{label}{file} is not valid JSON ({one_line(err)}){parse_hint}") from None
+    except RecursionError:
+        raise UserError(f"{label}{file} nests too deeply to be {expected}") from None
+
+
 def load_results(run_dir, require=("args", dict)):
     """One run's results.json as a dict, with `dir` (its folder) added.
 
@@ -74,12 +88,7 @@ def load_results(run_dir, require=("args", dict)):
     or parse, or JSON that is not an object with that entry is a UserError.
     """
     file = results_file(run_dir)
-    try:
-        data = json.loads(file.read_text())
-    except OSError as err:
-        raise UserError(f"cannot read {file}: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{file} is not valid JSON ({err}): is the run still writing it?") from None
+    data = read_json(file, parse_hint=": is the run still writing it?")
     key, kind = require
     if not isinstance(data, dict) or not isinstance(data.get(key), kind):
         raise UserError(f"{file} is not a search results file (no '{key}' {_TYPE_NAMES[kind]})")

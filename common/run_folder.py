@@ -18,7 +18,7 @@ import torch
 
 from common.checkpoint import atomic_write
 from common.device import peak_memory_mb
-from common.errors import UserError
+from common.errors import UserError, one_line
 from common.results import RESULTS_NAME
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ class RunFolder:
     def record_failure(self, err):
         """The error that ends the run: its line into log.txt (the terminal has it already on
         stderr) and `finished: false` with the error into results.json."""
-        line = " ".join(str(err).split()) or type(err).__name__
+        line = one_line(err) or type(err).__name__
         stamp = time.strftime("%m/%d %I:%M:%S %p")
         with open(self.dir / "log.txt", "a") as handle:
             handle.write(f"{stamp} error: {line}\n")

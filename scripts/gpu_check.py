@@ -80,6 +80,7 @@ def sync_free(method, steps=20):
     import torch
 
     from common.architect import Architect
+    from common.errors import one_line
     from common.search import search_step
     from common.spaces import SPACES
 
@@ -95,7 +96,7 @@ def sync_free(method, steps=20):
             search_step(model, architect, optimizer, batch, batch, update_arch=True, grad_clip=5.0)
         return None
     except RuntimeError as err:
-        return " ".join(str(err).split())[:160]
+        return one_line(err)[:160]
     finally:
         torch.cuda.set_sync_debug_mode(0)
 
