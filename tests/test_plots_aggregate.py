@@ -202,12 +202,14 @@ def test_unfinished_runs_are_left_out(runs, tmp_path, capsys):
     assert "leaving out" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["missing_results", "bad_json", "not_results", "no_runs"])
+@pytest.mark.parametrize("case", ["missing_results", "bad_json", "deep_json", "not_results", "no_runs"])
 def test_aggregate_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     folder = tmp_path / "run"
     folder.mkdir()
     if case == "bad_json":
         (folder / "results.json").write_text("{not json")
+    elif case == "deep_json":  # json.load recurses once per level
+        (folder / "results.json").write_text("[" * 100_000 + "]" * 100_000)
     elif case == "not_results":
         (folder / "results.json").write_text("[1, 2]")
     elif case == "no_runs":
