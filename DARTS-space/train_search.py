@@ -42,6 +42,7 @@ def build_parser():
     search_flags.add_record_flags(p, valid_from_epoch=0, sample_archs=0, hessian_freq=0,
                                   hessian_batches=2)
     flags.add_speed_flags(p, memory_format="channels_last")
+    search_flags.add_cuda_graph_flag(p)
     flags.add_run_flags(p)
     flags.add_presets(p, "method", {"pcdarts": PCDARTS})
     return p

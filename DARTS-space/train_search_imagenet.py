@@ -52,6 +52,7 @@ def build_parser():
     search_flags.add_record_flags(p, valid_from_epoch=47, sample_archs=0, hessian_freq=0,
                                   hessian_batches=2)
     flags.add_speed_flags(p, memory_format="channels_last")
+    search_flags.add_cuda_graph_flag(p)
     flags.add_run_flags(p, data_limit_help="use only N images of each half (evenly spaced over the classes)")
     return p
 

@@ -42,11 +42,13 @@ def _grads(loss, params):
 
 class Architect:
     def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, unrolled=False, dist=None, amp=False,
-                 grad_clip=None):
+                 grad_clip=None, capturable=False):
         """`reg_type` l2: the anchor is Adam weight decay `reg_scale` on alpha (pulls beta to 1;
         the ImageNet search's "arch weight decay 1e-3"); kl: `reg_scale * KL(Dir(beta) || Dir(1))`
         is added to the validation loss (paper eq. 2). `grad_clip`: the norm the architecture
-        gradient is clipped to before each Adam step (the authors' ImageNet search), or None."""
+        gradient is clipped to before each Adam step (the authors' ImageNet search), or None.
+        `capturable`: Adam keeps its step count on the device, so a CUDA graph can hold the
+        step (common/cuda_graph.py); the same arithmetic."""
         if reg_type not in REG_TYPES:
             raise ValueError(f"unknown reg_type {reg_type!r}; known: {', '.join(REG_TYPES)}")
         self.model = model
@@ -55,9 +57,9 @@ class Architect:
         self.unrolled = unrolled
         self.dist, self.amp, self.grad_clip = dist, amp, grad_clip
         weight_decay = reg_scale if reg_type == "l2" else 0.0
-        self.optimizer = optim.Adam(
-            model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay
-        )
+        self.capturable = capturable
+        self.optimizer = optim.Adam(model.arch_parameters(), lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay,
+                                    capturable=capturable)
 
     def loss(self, x, y):
         """The model's loss, under autocast when `amp`."""
@@ -147,4 +149,13 @@ class Architect:
         return self.optimizer.state_dict()
 
     def load_state_dict(self, state):
+        """Adam's state, kept as this run builds it (a checkpoint of a `--cuda_graph` run resumes
+        without it, and the other way round)."""
         self.optimizer.load_state_dict(state)
+        for group in self.optimizer.param_groups:
+            group["capturable"] = self.capturable
+            for param in group["params"]:
+                param_state = self.optimizer.state.get(param, {})
+                if "step" in param_state:
+                    step = param_state["step"]
+                    param_state["step"] = step.to(param.device) if self.capturable else step.cpu()

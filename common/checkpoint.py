@@ -156,16 +156,25 @@ def restore_loop_state(state, stateful, loaders):
 
 
 def rng_state():
-    """Every random state a run depends on, as tensors and plain types."""
+    """Every random state a run depends on, as tensors and plain types: on a GPU the state of
+    the process's own device only (all of them would not restore on a box with fewer GPUs)."""
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
         "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *map(float, np_state[2:])],
         "python": _to_lists(random.getstate()),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()  # the current device: the run's (common/launch.py)
     return state
+
+
+def device_rng_state(saved, index):
+    """The saved GPU random state for device `index`: the one state of this format, or from the
+    per-device list of earlier checkpoints the entry of `index` (the first when there are fewer)."""
+    if torch.is_tensor(saved):
+        return saved
+    return saved[index] if index < len(saved) else saved[0]
 
 
 def set_rng_state(state):
@@ -174,7 +183,7 @@ def set_rng_state(state):
     np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), gauss))
     random.setstate(_to_tuples(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(device_rng_state(state["cuda"], torch.cuda.current_device()))
 
 
 def _to_lists(value):

@@ -1,4 +1,6 @@
-"""The device a run computes on: choosing it, seeding it, bfloat16 autocast, peak memory."""
+"""The device a run computes on: choosing it, seeding it, its numerics (TF32, deterministic
+kernels), bfloat16 autocast, and its memory in the three figures a GPU gives."""
+import os
 import random
 import resource
 
@@ -46,11 +48,46 @@ def check_amp(device):
                         "support: run without --amp")
 
 
+def configure_backends(device, *, deterministic=False, tf32=False):
+    """The numerics of a run, the same for every script and benchmark: cuDNN autotuning on a GPU
+    (off with `deterministic`), TF32 for convolutions and matrix products only when asked (IEEE
+    fp32 by default: the authors' GPU had no TF32), and with `deterministic` PyTorch's
+    deterministic kernels (a warning where an op has none). Returns the settings as recorded."""
+    if deterministic:
+        # cuBLAS needs a fixed workspace for reproducible results; read when it first starts
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    return {"tf32": tf32, "deterministic": deterministic, "cudnn_benchmark": torch.backends.cudnn.benchmark}
+
+
+def reset_peak_memory(device):
+    """Start a new peak (a new stage of a search); the CPU's peak RSS cannot be reset."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def memory_mb(device):
+    """The memory figures of `device` in MiB. On a GPU: `allocated`, the peak of what tensors
+    held (max_memory_allocated); `reserved`, the peak the caching allocator held from the driver
+    (max_memory_reserved); `device_used`, what the whole GPU has in use now (total minus free:
+    the CUDA context, cuDNN and cuBLAS workspaces included, as nvidia-smi shows it). On a CPU:
+    `rss`, the process's peak resident set size."""
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        return {"allocated": torch.cuda.max_memory_allocated(device) / 2**20,
+                "reserved": torch.cuda.max_memory_reserved(device) / 2**20,
+                "device_used": (total - free) / 2**20}
+    return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
+
+
 def peak_memory_mb(device):
     """CUDA max allocated on a GPU, peak resident set size of the process on a CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    figures = memory_mb(device)
+    return figures["allocated"] if device.type == "cuda" else figures["rss"]
 
 
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}

@@ -16,6 +16,7 @@ skips). The permutation and each rank's augmentation are re-seeded per epoch fro
 """
 from __future__ import annotations
 
+import time
 from typing import Iterator
 
 import torch
@@ -234,3 +235,25 @@ def cycle(loader: DeviceLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         raise UserError("the loader yields no batches: use more data or a smaller batch size")
     while True:
         yield from loader
+
+
+def loader_images_per_second(loader, batches):
+    """Images per second that `loader` delivers over `batches` batches (epochs restart as
+    needed), after one untimed batch (worker start-up, decoder set-up); the clock is read
+    once the device has finished the work queued for them."""
+    if batches < 1:
+        raise ValueError(f"batches must be at least 1, got {batches}")
+
+    def synchronize(x):
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)
+
+    stream = cycle(loader)
+    x, _ = next(stream)
+    synchronize(x)
+    start, images = time.perf_counter(), 0
+    for _ in range(batches):
+        x, _ = next(stream)
+        images += len(x)
+    synchronize(x)
+    return images / (time.perf_counter() - start)

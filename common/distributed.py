@@ -17,6 +17,7 @@ all-gather of the flattened parameters; for tests and debugging, it costs a copy
 """
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as torch_dist
@@ -25,6 +26,9 @@ from common.errors import UserError
 from common.device import resolve_device
 
 CHECK_SYNC_ENV = "DRNAS_CHECK_SYNC"
+# How long the other ranks wait, on the CPU, for rank 0's own work at an epoch's end
+# (diagnostics, benchmark queries, checkpoint): far past NCCL's 10-minute watchdog.
+MAIN_WORK_TIMEOUT = timedelta(hours=12)
 
 
 @dataclass
@@ -33,7 +37,7 @@ class Dist:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
-    cpu_group: object = None  # for small host-side collectives in NCCL jobs (None: the default group)
+    cpu_group: object = None  # gloo, for host-side collectives and waits (None: one process)
 
     @property
     def is_main(self):
@@ -66,6 +70,14 @@ class Dist:
     def barrier(self):
         if self.distributed:
             torch_dist.barrier()
+
+    def wait_for_main(self):
+        """Every rank waits here, in a gloo barrier on the CPU, while rank 0 does its own work
+        (the sharpness and exploration diagnostics, benchmark queries, the checkpoint). Waiting
+        in the next NCCL collective instead would let NCCL's watchdog kill the job after 10
+        minutes of a long diagnostic."""
+        if self.distributed:
+            torch_dist.barrier(group=self.cpu_group)
 
     def close(self):
         if self.distributed and torch_dist.is_initialized():
@@ -145,7 +157,7 @@ def init_distributed(device_arg="auto"):
         raise UserError(f"distributed training runs on CUDA or CPU, not on --device {device_arg}")
     kwargs = {"device_id": device} if device.type == "cuda" else {}
     torch_dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
-    cpu_group = torch_dist.new_group(backend="gloo") if backend == "nccl" else None
+    cpu_group = torch_dist.new_group(backend="gloo", timeout=MAIN_WORK_TIMEOUT)
     return Dist(rank, world_size, local_rank, device, cpu_group)
 
 

@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from common.device import memory_mb
 from common.checkpoint import (CHECKPOINT_NAME, loop_state, restore_loop_state, rng_state, save_checkpoint,
                                set_rng_state)
 from common.errors import UserError, one_line
@@ -184,11 +185,14 @@ def drive(task, folder, *, start_epoch=0, stop_after_epoch=None, dist=None, sign
         record = {"epoch": epoch + 1, **fields, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
                   **evaluation, "images_per_s": task.steps * task.batch_size / max(train_time, 1e-9)}
         task.finish_epoch(epoch, record)
+        record["memory_mb"] = memory_mb(next(task.model.parameters()).device)  # this process's peaks
         record["epoch_time_s"] = time.time() - started
         _record(task, folder, record, epoch)
         if is_main:
             save_checkpoint(folder.dir / CHECKPOINT_NAME, task.checkpoint(folder, epoch + 1))
             folder.save_results()
+        if dist is not None:
+            dist.wait_for_main()  # the others wait on the CPU, not inside NCCL (common/distributed.py)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < task.epochs:
             folder.log.info(f"stopping after epoch {epoch + 1} as asked; continue with --resume {folder.dir}")
             return folder.results

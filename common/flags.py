@@ -103,6 +103,12 @@ def add_speed_flags(p, *, memory_format):
     p.add_argument("--memory_format", default=memory_format, choices=sorted(MEMORY_FORMATS),
                    help="layout of activations and conv weights: channels_last is faster on CPUs "
                         "(see docs/performance.md) and gives the same results to float tolerance")
+    p.add_argument("--tf32", action="store_true",
+                   help="TF32 tensor cores for fp32 convolutions and matrix products on a GPU (off by default: "
+                        "IEEE fp32, the authors' numerics; recorded in results.json)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic GPU kernels and no cuDNN autotuning: two runs give the same numbers "
+                        "(slower; a warning names any op that has no deterministic kernel)")
 
 
 def add_run_flags(p, data_limit_help="use only the first N training images"):

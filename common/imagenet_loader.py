@@ -14,7 +14,7 @@ Two backends for the search:
 The state is one generator: it draws each epoch's permutation and the epoch's augmentation
 seed, so a resumed run replays the next epoch exactly.
 """
-import time
+import logging
 from typing import Iterator, Optional
 
 import torch
@@ -154,35 +154,68 @@ def folder_training_loaders(root, batch_size, workers, device, seed, image_size=
 
 
 def decode_batch(data, device):
-    """RGB uint8 CHW images on `device` from a list of encoded files: one batched decode_jpeg
-    call (nvJPEG on CUDA); if it fails, file by file, each falling back to the CPU decoder."""
+    """(RGB uint8 CHW images on `device`, how many the JPEG decoder refused) from a list of
+    encoded files: one batched decode_jpeg call (nvJPEG on CUDA); if it fails, file by file,
+    a file it refuses decoded by the CPU's general decoder."""
     from torchvision.io import ImageReadMode, decode_jpeg
     try:
-        return decode_jpeg(data, device=device, mode=ImageReadMode.RGB)
+        return decode_jpeg(data, device=device, mode=ImageReadMode.RGB), 0
     except (RuntimeError, ValueError):
-        return [_decode_one(d, device) for d in data]
+        images = [_decode_one(d, device) for d in data]
+        return [image for image, _ in images], sum(on_cpu for _, on_cpu in images)
 
 
 def _decode_one(data, device):
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
     try:
-        return decode_jpeg(data, device=device, mode=ImageReadMode.RGB)
+        return decode_jpeg(data, device=device, mode=ImageReadMode.RGB), False
     except (RuntimeError, ValueError):  # not a JPEG (PNG), or one the device decoder refuses (CMYK on nvJPEG)
-        return decode_image(data, mode=ImageReadMode.RGB).to(device, non_blocking=True)
+        return decode_image(data, mode=ImageReadMode.RGB).to(device, non_blocking=True), True
 
 
 class DecodeLoader(ImageNetLoader):
     """ImageNetLoader whose workers only read file bytes: each batch is decoded on `device`
-    (one decode_jpeg call), cropped by `crop(image, seed)` and normalised there."""
+    (one decode_jpeg call), cropped by `crop(image, seed)` and normalised there.
+
+    On CUDA the decoding runs on the loader's own stream. nvJPEG writes its output from a
+    stream of its own that waits for nothing, into memory allocated on the calling stream:
+    that memory must hold no pending work. So before each batch the host waits for this
+    stream alone (the previous batch's decoding and cropping, not the training queued on the
+    main stream), and the batch is handed to the main stream with `record_stream`.
+    `cpu_decodes` counts the images the device's decoder refused (decoded on the CPU); the
+    first is logged once."""
 
     def __init__(self, dataset, *, crop, **kwargs):
         super().__init__(dataset, collate_fn=collate_encoded, **kwargs)
         self.crop = crop
         self.mean = torch.tensor(MEAN).view(1, 3, 1, 1).to(self.device)  # copied once
         self.std = torch.tensor(STD).view(1, 3, 1, 1).to(self.device)
+        self.cpu_decodes = 0
+        self.stream = None
+        if self.device.type == "cuda":
+            self.stream = torch.cuda.Stream(self.device)
+            torch.cuda.current_stream(self.device).synchronize()  # mean and std are there before it reads them
 
     def to_device(self, batch):
-        images = decode_batch(batch.files(), self.device)
+        if self.stream is None:
+            return self._decode(batch)
+        current = torch.cuda.current_stream(self.device)
+        self.stream.synchronize()  # nothing pending on the memory nvJPEG is given (see the class doc)
+        with torch.cuda.stream(self.stream):
+            x, y = self._decode(batch)
+        current.wait_stream(self.stream)
+        x.record_stream(current)
+        y.record_stream(current)
+        return x, y
+
+    def _decode(self, batch):
+        images, on_cpu = decode_batch(batch.files(), self.device)
+        if on_cpu:
+            if not self.cpu_decodes:
+                logging.getLogger("drnas").warning(
+                    f"the GPU decoder refused {on_cpu} of {len(images)} images (not JPEG, or CMYK): they are "
+                    "decoded on the CPU, slower; results.json counts them (loader_cpu_decodes)")
+            self.cpu_decodes += on_cpu
         x = torch.stack([self.crop(image, seed) for image, seed in zip(images, batch.seeds)])
         x = x.contiguous(memory_format=self.memory_format).float()  # later ops keep the layout
         x = x.div_(255).sub_(self.mean).div_(self.std)  # ToTensor + Normalize
@@ -250,27 +283,3 @@ def imagenet_search_loaders(args, device, dist=None):
     return folder_search_loaders(args.data, batch_size, device, args.seed, workers=args.workers, backend=args.loader,
                                  image_size=args.image_size, limit=args.data_limit, num_replicas=replicas, rank=rank,
                                  memory_format=MEMORY_FORMATS[args.memory_format])
-
-
-def loader_images_per_second(loader, batches):
-    """Images per second that `loader` delivers over `batches` batches (epochs restart as
-    needed), after one untimed batch (worker start-up, decoder set-up); the clock is read
-    once the device has finished the work queued for them."""
-    from common.device_loader import cycle
-
-    if batches < 1:
-        raise ValueError(f"batches must be at least 1, got {batches}")
-
-    def synchronize(x):
-        if x.is_cuda:
-            torch.cuda.synchronize(x.device)
-
-    stream = cycle(loader)
-    x, _ = next(stream)
-    synchronize(x)
-    start, images = time.perf_counter(), 0
-    for _ in range(batches):
-        x, _ = next(stream)
-        images += len(x)
-    synchronize(x)
-    return images / (time.perf_counter() - start)

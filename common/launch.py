@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from common.checkpoint import load_checkpoint, remove_orphans
-from common.device import check_amp, resolve_device, seed_everything
+from common.device import check_amp, configure_backends, resolve_device, seed_everything
 from common.distributed import distributed_main, global_to_local_batch
 from common.driver import drive
 from common.errors import UserError, exit_on_user_error
@@ -27,7 +27,7 @@ from common.stopping import StopSignals
 
 
 def prepare(args, default_dir, dist=None):
-    """(device, checkpoint or None, output folder), seeded: --resume continues in the run's own
+    """(device, checkpoint or None, output folder, numerics), seeded: --resume continues in the run's own
     folder; `default_dir()` names a new run's folder, which must not hold a run (but with
     --overwrite). Under torchrun the device is cuda:LOCAL_RANK (or the CPU) and every rank takes
     rank 0's folder name (names carry a time stamp). One line, before anything is written, for
@@ -52,10 +52,11 @@ def prepare(args, default_dir, dist=None):
         out_dir = Path(dist.all_gather_objects(str(out_dir))[0])
     if args.amp:
         check_amp(device)
-    seed_everything(args.seed)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    return device, checkpoint, out_dir
+        torch.cuda.set_device(device)  # the current device: its random state is the one checkpointed
+    seed_everything(args.seed)
+    numerics = configure_backends(device, deterministic=args.deterministic, tf32=args.tf32)
+    return device, checkpoint, out_dir, numerics
 
 
 def open_folder(out_dir, args, device, dist=None, results=None):
@@ -100,7 +101,7 @@ def restore(task, checkpoint, dist, note):
 
 def start(args, *, default_dir, build_task, dist=None):
     """Run a script's task with parsed flags; returns the results dict (see the module doc)."""
-    device, checkpoint, out_dir = prepare(args, default_dir, dist)
+    device, checkpoint, out_dir, numerics = prepare(args, default_dir, dist)
     notes = []
     task = build_task(device, checkpoint, notes.append)
     loaders = task.objects.loaders
@@ -112,6 +113,7 @@ def start(args, *, default_dir, build_task, dist=None):
         folder.log.info(f"args {vars(args)}")
         for line in notes + ([f"resumed from {out_dir} after epoch {start_epoch}"] if checkpoint else []):
             folder.log.info(line)
+        folder.results["numerics"] = numerics  # TF32, deterministic kernels, cuDNN autotuning
         for line in task.describe(folder.results, device):
             folder.log.info(line)
         if getattr(loaders, "data", None):

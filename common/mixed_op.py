@@ -158,9 +158,8 @@ class MixedOp(nn.Module):
                 out = self._accumulate(None, hard_choice, x_active, relu_x, mixing[hard_choice])
             else:
                 out = mixing[hard_choice] * self.ops[hard_choice](x_active)
-            others = [o for o in kept if o != hard_choice]
-            if others:
-                out = out + mixing[others].sum()
+            if len(kept) > 1:  # the others' weights: the row's sum but the chosen (pruned ops hold 0)
+                out = out + (mixing.sum() - mixing[hard_choice])  # no index tensor: no host-device copy
             return self._join(out, rest)
         if not fast:  # the literal sum (see `reference_computation`)
             return self._join(functools.reduce(operator.add, (mixing[o] * self.ops[o](x_active) for o in kept)), rest)

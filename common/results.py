@@ -14,7 +14,7 @@ RESULTS_NAME = "results.json"
 # Flags that say where and how a run goes, not what it computes: they may change at --resume,
 # and runs that differ in them (and in the seed) are pooled in one table row.
 RUN_PLUMBING = frozenset({"resume", "device", "data", "api_path", "report_freq", "output_dir", "workers",
-                          "stop_after_epoch", "save", "overwrite", "allow_unfinished"})
+                          "stop_after_epoch", "save", "overwrite", "allow_unfinished", "cuda_graph"})
 
 # The six NAS-Bench-201 accuracies, in the paper's column order, and their titles.
 METRICS = (

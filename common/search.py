@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.device import autocast
+from common.device import autocast, reset_peak_memory
+from common.cuda_graph import StepGraph
 from common.device_loader import cycle
 from common.diagnostics import check_ranks_agree, epoch_diagnostics
 from common.distributed import check_sync_enabled, wrap_ddp
@@ -66,18 +67,32 @@ def search_step(model, architect, weight_optimizer, batch, arch_batch, *, update
 
 
 def search_epoch(model, architect, weight_optimizer, train_loader, arch_stream, *, update_arch, grad_clip,
-                 amp=False, forward=None, dist=None, check_sync=False, **loop):
+                 amp=False, forward=None, dist=None, check_sync=False, graph=None, **loop):
     """One epoch of search steps; returns (mean weight loss, accuracy %), over all ranks of
-    `dist`; `loop` holds common.epoch.run_epoch's progress, check_divergence, stop and start."""
+    `dist`; `graph`: a common.cuda_graph.StepGraph of the step (--cuda_graph), else eager;
+    `loop` holds common.epoch.run_epoch's progress, check_divergence, stop and start."""
+    def eager(x, y, *arch_batch):
+        return search_step(model, architect, weight_optimizer, (x, y), arch_batch, update_arch=update_arch,
+                           grad_clip=grad_clip, amp=amp, forward=forward)
+
     def step(batch):
-        arch_batch = next(arch_stream) if update_arch else None
-        loss, logits, healthy = search_step(model, architect, weight_optimizer, batch, arch_batch,
-                                            update_arch=update_arch, grad_clip=grad_clip, amp=amp, forward=forward)
+        tensors = (*batch, *next(arch_stream)) if update_arch else tuple(batch)
+        if graph is None:
+            loss, logits, healthy = eager(*tensors)
+        else:
+            loss, logits, healthy = graph(graph_key(model, weight_optimizer, update_arch), tensors, eager)
         return loss, logits, batch[1], healthy
 
     # weights and alpha: identical on every rank after each step
     sync = (lambda: dist.check_sync(model)) if check_sync else None
     return run_epoch(train_loader, step, device=next(model.parameters()).device, dist=dist, check_sync=sync, **loop)
+
+
+def graph_key(model, weight_optimizer, update_arch):
+    """The Python values a captured step bakes in: the learning rate, the Gumbel temperatures,
+    whether alpha is updated (common/cuda_graph.py)."""
+    taus = tuple(arch.tau for arch in model.arch_distributions().values())
+    return weight_optimizer.param_groups[0]["lr"], taus, update_arch
 
 
 @torch.no_grad()
@@ -123,6 +138,7 @@ class SearchConfig:
     sample_archs: int = 0  # architectures sampled every epoch for the exploration record
     hessian_freq: int = 0  # every this many epochs, the largest Hessian eigenvalue (0: never)
     hessian_batches: int = 2  # fixed validation batches for the eigenvalue
+    cuda_graph: bool = False  # replay the step from a CUDA graph (common/cuda_graph.py)
 
 
 @dataclass
@@ -169,6 +185,7 @@ class SearchTask(Task):
         self.is_main = dist is None or dist.is_main
         self.check_sync = self.distributed and check_sync_enabled()
         self.forward, self.update_arch = None, True  # the DDP wrapper of the current stage
+        self.graph = StepGraph() if config.cuda_graph else None
 
     def describe(self, results, device):
         model = self.model
@@ -187,6 +204,9 @@ class SearchTask(Task):
             shared_seed = _rank_seed(config.seed, epoch, rank=-1) if self.distributed else None
             enter_stage(model, self.optimizer, stage, memory_format=config.memory_format, shared_seed=shared_seed)
             self.forward = None
+            reset_peak_memory(next(model.parameters()).device)  # each stage's own peak
+            if self.graph is not None:
+                self.graph.reset()  # new modules and shapes: capture again
         if self.distributed:
             if not resuming:
                 torch.manual_seed(_rank_seed(config.seed, epoch, self.dist.rank))
@@ -212,7 +232,7 @@ class SearchTask(Task):
             self.model, objects.architect, self.optimizer, objects.loaders.train, cycle(objects.loaders.arch),
             update_arch=self.update_arch, grad_clip=self.config.grad_clip, progress=progress,
             check_divergence=check_divergence, amp=self.config.amp, forward=self.forward, dist=self.dist,
-            check_sync=self.check_sync, stop=stop, start=start)
+            check_sync=self.check_sync, graph=self.graph, stop=stop, start=start)
 
     def evaluate(self, epoch):
         if epoch < self.config.valid_from_epoch:
@@ -244,6 +264,15 @@ class SearchTask(Task):
 
     def update_results(self, results, record):
         results.update(genotype=record["genotype"], benchmark=record["benchmark"])
+        by_stage = results.setdefault("memory_mb_by_stage", [])  # the peaks of each stage
+        while len(by_stage) < record["stage"]:
+            by_stage.append({"stage": len(by_stage) + 1})
+        peaks = by_stage[record["stage"] - 1]
+        for name, value in record["memory_mb"].items():
+            peaks[name] = max(peaks.get(name, 0.0), value)
+        refused = [getattr(loader, "cpu_decodes", None) for loader in self.loaders.values()]
+        if any(count is not None for count in refused):  # GPU decoding: images its decoder refused
+            results["loader_cpu_decodes"] = sum(count or 0 for count in refused)
 
     def final_lines(self, results):
         return [f"found architecture: {results['genotype']}"]

@@ -11,6 +11,7 @@ import torch
 
 from common import launch
 from common.architect import Architect
+from common.cuda_graph import graph_refusal
 from common.device import MEMORY_FORMATS
 from common.errors import UserError
 from common.mixing import METHODS
@@ -49,6 +50,17 @@ def check_search_flags(args, stages):
                         f"--method dirichlet only, not {args.method}; use --reg_type l2")
 
 
+def check_cuda_graph(args, device, dist):
+    """--cuda_graph needs a GPU and flags whose step has no host reads (common/cuda_graph.py)."""
+    if not args.cuda_graph:
+        return
+    reason = graph_refusal(args, dist is not None and dist.distributed)
+    if reason:
+        raise UserError(f"--cuda_graph cannot capture this search: {reason}; leave --cuda_graph out")
+    if device.type != "cuda":
+        raise UserError(f"--cuda_graph captures the step on a GPU; this run is on {device}: leave it out")
+
+
 def stage_schedule(args, optimizer, stages, warmup_epochs=0):
     """The per-epoch cosine from --learning_rate to --learning_rate_min over all stages,
     restarted at every stage (the authors') or continued (`--stage_lr`; common/schedule.py)."""
@@ -67,13 +79,14 @@ def search_config(args, space, stages):
         space=space.name, stages=tuple(stages), batch_size=args.batch_size, grad_clip=args.grad_clip, report_freq=args.report_freq,
         seed=args.seed, valid_from_epoch=args.valid_from_epoch, memory_format=MEMORY_FORMATS[args.memory_format],
         amp=args.amp, tau=tau, sample_archs=args.sample_archs, hessian_freq=args.hessian_freq,
-        hessian_batches=args.hessian_batches)
+        hessian_batches=args.hessian_batches, cuda_graph=args.cuda_graph)
 
 
 def build_search(args, space, stages, device, *, loaders_factory, dist=None, checkpoint=None, benchmark=None,
                  schedule=stage_schedule):
     """The SearchTask of the flags; with a `checkpoint` the network is rebuilt at its k and
     masks (the caller restores the state)."""
+    check_cuda_graph(args, device, dist)
     loaders = loaders_factory(args, device, dist)
     memory_format = MEMORY_FORMATS[args.memory_format]
     k = checkpoint["k"] if checkpoint else stages[0].k
@@ -84,7 +97,8 @@ def build_search(args, space, stages, device, *, loaders_factory, dist=None, che
                                        momentum=args.momentum, weight_decay=args.weight_decay)
     scheduler = schedule(args, weight_optimizer, stages)
     architect = Architect(model, lr=args.arch_learning_rate, reg_type=args.reg_type, reg_scale=args.reg_scale,
-                          unrolled=args.unrolled, dist=dist, amp=args.amp, grad_clip=args.arch_grad_clip or None)
+                          unrolled=args.unrolled, dist=dist, amp=args.amp, grad_clip=args.arch_grad_clip or None,
+                          capturable=args.cuda_graph)
     objects = SearchObjects(model, architect, weight_optimizer, scheduler, loaders, benchmark)
     return SearchTask(objects, search_config(args, space, stages), dist)
 

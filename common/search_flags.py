@@ -75,3 +75,10 @@ def add_benchmark_flag(p):
     p.add_argument("--api_path", default=None,
                    help="benchmark to query every epoch: NAS-Bench-201-v1_0-e61699.pth (or v1_1), or NATS-Bench's "
                         "NATS-tss-v1_0-3ffb9-simple folder (fast mode) or its .pickle.pbz2 archive")
+
+
+def add_cuda_graph_flag(p):
+    """The whole search step as one CUDA graph (common/cuda_graph.py)."""
+    p.add_argument("--cuda_graph", action="store_true",
+                   help="capture the search step in a CUDA graph and replay it (a GPU, one process; not with "
+                        "gdas, --unrolled or --amp): the same steps, far fewer kernel launches from Python")

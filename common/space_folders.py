@@ -9,12 +9,20 @@ under their bare names. Without care each file would load twice (`genotypes` and
 `share_modules`, called by each space package's `__init__`, makes the two names one module:
 a bare-named module already loaded from the folder becomes the package's module too, and a
 finder answers any later bare import of a file of the folder with the package's module.
+
+`find_space_packages`, called when `common` is imported, lets a checkout that was not
+installed (a bare GPU machine, `PYTHONPATH=.`) import `space201` and `darts_space` from their
+folders; an installed project's own finder comes first and answers instead.
 """
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE_PACKAGES = {"space201": "201-space", "darts_space": "DARTS-space"}  # pyproject.toml's package-dir
 
 _folders = {}  # resolved folder -> package name
 
@@ -60,3 +68,20 @@ def share_modules(package, paths):
             setattr(sys.modules[package], name, sys.modules[f"{package}.{name}"])
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
+
+
+class _CheckoutFinder(importlib.abc.MetaPathFinder):
+    """Finds the space packages in this checkout (the last finder asked: installs come first)."""
+
+    def find_spec(self, name, path=None, target=None):
+        folder = SPACE_PACKAGES.get(name)
+        if folder is None or not (ROOT / folder / "__init__.py").is_file():
+            return None
+        return importlib.util.spec_from_file_location(name, ROOT / folder / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT / folder)])
+
+
+def find_space_packages():
+    """Let `import space201` / `import darts_space` work from an uninstalled checkout."""
+    if not any(isinstance(finder, _CheckoutFinder) for finder in sys.meta_path):
+        sys.meta_path.append(_CheckoutFinder())

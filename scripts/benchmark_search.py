@@ -29,7 +29,8 @@ import time
 import torch
 
 from common.architect import Architect
-from common.device import MEMORY_FORMATS, check_amp, resolve_device, seed_everything
+from common.cuda_graph import StepGraph
+from common.device import MEMORY_FORMATS, check_amp, configure_backends, memory_mb, resolve_device, seed_everything
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 from common.fused import reference_computation
 from common.progressive import load_masks
@@ -54,7 +55,8 @@ def build(args, device, k):
         num_ops = len(space.op_names)
         load_masks(model, {name: [list(range(num_ops - args.num_keep, num_ops))] * arch.num_edges
                            for name, arch in model.arch_distributions().items()})
-    architect = Architect(model, lr=3e-4, reg_scale=1e-3, unrolled=args.unrolled, amp=args.amp)
+    architect = Architect(model, lr=3e-4, reg_scale=1e-3, unrolled=args.unrolled, amp=args.amp,
+                          capturable=args.cuda_graph)
     optimizer = torch.optim.SGD(model.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     return model, architect, optimizer
 
@@ -73,6 +75,8 @@ def build_parser():
     p.add_argument("--unrolled", action="store_true")
     p.add_argument("--memory_format", default="channels_last", choices=sorted(MEMORY_FORMATS))
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast, as the search's --amp")
+    p.add_argument("--tf32", action="store_true", help="TF32 convolutions and matrix products, as the search's --tf32")
+    p.add_argument("--cuda_graph", action="store_true", help="the step replayed from a CUDA graph, as the search's")
     p.add_argument("--reference", action="store_true",
                    help="the mixed ops computed literally, as the authors' code does (no fast paths)")
     p.add_argument("--loader_data", default=None, metavar="DIR",
@@ -120,30 +124,36 @@ OPTION_SETS = [
 ]
 
 
+def memory_cells(row):
+    """The memory columns of a row: on a GPU allocated / reserved / device used (MiB); on a CPU
+    the peak RSS and the step's own share above set-up."""
+    if "memory_mb" in row:
+        return [f"{row['memory_mb'][name]:.0f}" for name in ("allocated", "reserved", "device_used")]
+    return [f"{row['peak_memory_mb']:.0f} ({row['peak_memory_mb'] - row['setup_rss_mb']:.0f} above set-up)"]
+
+
 def run_rows(argv, drop, rows, paper_column=False, same_k=False):
-    """Each configuration in a fresh process (so that peak RSS on a CPU is its own); prints a
-    Markdown table. `rows`: (label, extra flags, paper MB or None)."""
+    """Each configuration in a fresh process (so that its peaks are its own); prints a Markdown
+    table. `rows`: (label, extra flags, paper MB or None)."""
     import subprocess
 
     base = [a for a in argv if a != drop]
-    header = "| configuration | median step (s) | images/s | peak memory (MB) |"
-    lines = [header + (" paper, GTX 1080 Ti (MB) |" if paper_column else ""),
-             "| --- " * (5 if paper_column else 4) + "|"]
+    lines = []
     for label, extra, paper_mb in rows:
         out = subprocess.run([sys.executable, __file__, *base, *extra], capture_output=True, text=True)
         if out.returncode:
-            raise UserError(f"{label} failed: {out.stderr.strip().splitlines()[-1]}")
+            raise UserError(f"{label} failed: {(out.stderr.strip().splitlines() or ['no output'])[-1]}")
         row = json.loads(out.stdout)
-        memory = f"{row['peak_memory_mb']:.0f}"
-        if "setup_rss_mb" in row:  # CPU: the step's own share is what grows with the supernet
-            memory += f" ({row['peak_memory_mb'] - row['setup_rss_mb']:.0f} above set-up)"
-        lines.append(f"| {label} | {row['median_step_s']:.3f} | {row['images_per_s']:.1f} | {memory} |"
-                     + (f" {paper_mb or '-'} |" if paper_column else ""))
+        cells = [label, f"{row['median_step_s']:.4f}", f"{row['images_per_s']:.1f}", *memory_cells(row)]
+        lines.append("| " + " | ".join(cells + ([str(paper_mb or "-")] if paper_column else [])) + " |")
+    memory = (["allocated (MiB)", "reserved (MiB)", "device used (MiB)"] if "memory_mb" in row
+              else ["peak memory (MB)"])
+    header = ["configuration", "median step (s)", "images/s", *memory] + (["paper, GTX 1080 Ti (MB)"] if paper_column else [])
     print(f"space {row['space']}, " + (f"k {row['k']}, " if same_k else "") +
           f"device {row['device']}, batch {row['batch_size']}, "
           f"{row['threads']} threads, torch {row['torch']}"
           + (f", GPU {row['gpu']}" if "gpu" in row else f", setup RSS {row['setup_rss_mb']:.0f} MB"))
-    print("\n".join(lines))
+    print("\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header), *lines]))
 
 
 def memory_table(argv):
@@ -157,7 +167,8 @@ def compare(argv):
 
 def loader_speed(args, device):
     """Images per second of the ImageNet search loader (its training half), per backend."""
-    from common.imagenet_loader import folder_search_loaders, loader_images_per_second
+    from common.device_loader import loader_images_per_second
+    from common.imagenet_loader import folder_search_loaders
 
     speeds = {}
     for backend in ("workers", "decode"):
@@ -204,16 +215,26 @@ def random_batches(args, space, device, count=4):
 
 
 def step_times(args, model, architect, optimizer, batches, device):
-    """The seconds of each timed step (after the untimed warm-up steps)."""
+    """The seconds of each timed step (after the untimed warm-up steps; with --cuda_graph the
+    graph's own warm-up and capture come first, untimed)."""
+    def step(x, y, arch_x, arch_y):
+        return search_step(model, architect, optimizer, (x, y), (arch_x, arch_y), update_arch=True, grad_clip=5.0,
+                           amp=args.amp)
+
+    graph = StepGraph() if args.cuda_graph else None
+    warmup = args.warmup + (graph.warmup_steps + 1 if graph else 0)
     times = []
     with reference_computation() if args.reference else contextlib.nullcontext():
-        for step in range(args.warmup + args.steps):
-            train, arch = batches[step % len(batches)]
+        for index in range(warmup + args.steps):
+            tensors = (*batches[index % len(batches)][0], *batches[index % len(batches)][1])
             synchronize(device)
             start = time.perf_counter()
-            search_step(model, architect, optimizer, train, arch, update_arch=True, grad_clip=5.0, amp=args.amp)
+            if graph is None:
+                step(*tensors)
+            else:
+                graph(optimizer.param_groups[0]["lr"], tensors, step)
             synchronize(device)
-            if step >= args.warmup:
+            if index >= warmup:
                 times.append(time.perf_counter() - start)
     return times
 
@@ -231,8 +252,10 @@ def report_of(args, k, model, times, device, setup_rss):
         "torch": str(torch.__version__), "cpu": platform.processor() or platform.machine(),
     }
     if device.type == "cuda":
-        report["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        report["memory_mb"] = memory_mb(device)  # allocated, reserved, device used (context included)
+        report["peak_memory_mb"] = report["memory_mb"]["allocated"]
         report["gpu"] = torch.cuda.get_device_name(device)
+        report.update(tf32=args.tf32, cuda_graph=args.cuda_graph)
     else:
         report["peak_memory_mb"] = rss_mb()
         report["setup_rss_mb"] = setup_rss
@@ -250,6 +273,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
+    configure_backends(device, tf32=args.tf32)  # what runs set: cuDNN autotuning on a GPU
     k = args.k or space.k
     if args.amp:
         check_amp(device)

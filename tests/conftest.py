@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+import common  # noqa: F401  first: an uninstalled checkout (PYTHONPATH=.) then finds space201, darts_space
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():

@@ -23,8 +23,13 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
+import pytest
 import torch
-from nas_201_api import ArchResults, ResultsCount
+
+# the benchmark's own classes write the file; where nas-bench-201 is not installed (a bare GPU
+# machine), the tests that need it are skipped, not the whole suite stopped at collection
+nas_201_api = pytest.importorskip("nas_201_api")
+ArchResults, ResultsCount = nas_201_api.ArchResults, nas_201_api.ResultsCount
 
 from common.benchmark import METRICS
 

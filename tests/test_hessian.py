@@ -229,4 +229,8 @@ def test_on_cuda_the_cuda_rng_is_forked_and_reseeded_too():
     assert torch.equal(torch.get_rng_state(), cpu_state)
     assert torch.equal(torch.cuda.get_rng_state(), cuda_state)
     torch.cuda.manual_seed(5)
-    assert arch_hessian_eigenvalues(model, batches, max_products=5, weights="sample") == first
+    second = arch_hessian_eigenvalues(model, batches, max_products=5, weights="sample")
+    # the same draws (re-seeded inside); GPU reductions may round differently run to run
+    assert second.products == first.products
+    assert second.largest == pytest.approx(first.largest, rel=1e-4, abs=1e-7)
+    assert second.largest_magnitude == pytest.approx(first.largest_magnitude, rel=1e-4, abs=1e-7)

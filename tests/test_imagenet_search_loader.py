@@ -2,15 +2,18 @@
 (decode_jpeg + tensor ops) backends draw the same crops and flips and agree to one uint8
 level; ordering, drop_last, replay, sharding, the decoder fallback and bad input. The CUDA
 test (nvJPEG) runs where a GPU is present."""
+import logging
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from common.device_loader import loader_images_per_second
 from common.errors import UserError
 from common.imagenet_data import STD, eval_transform, image_rng
 from common.imagenet_loader import (DecodeLoader, ImageNetLoader, decode_batch, folder_search_loaders,
-                                    loader_images_per_second, search_backend)
+                                    search_backend)
 from imagenet_fixture import make_imagenet
 
 # torchvision 0.29 deprecates its decoders in favour of TorchCodec; the warning is noise here
@@ -128,7 +131,7 @@ def test_decode_batches_do_not_depend_on_workers(imagenet):
     assert all(same_batches(ea, eb) for ea, eb in zip(a, b))
 
 
-def test_png_and_cmyk_files_decode_through_the_fallback(tmp_path, monkeypatch):
+def test_png_and_cmyk_files_decode_through_the_fallback(tmp_path, monkeypatch, caplog):
     import torchvision.io
 
     root = make_imagenet(tmp_path / "odd", train_per_class=2, val_per_class=2, size=SIZES)
@@ -136,11 +139,20 @@ def test_png_and_cmyk_files_decode_through_the_fallback(tmp_path, monkeypatch):
     Image.fromarray(np.full((30, 44, 3), (10, 200, 90), np.uint8)).save(folder / "png.JPEG", format="PNG")
     Image.new("CMYK", (38, 34), (0, 255, 40, 0)).save(folder / "cmyk.JPEG", quality=95)
     workers, decode = loaders(root, "workers"), loaders(root, "decode")
-    for a, b in zip(workers[1:3], decode[1:3]):  # arch and valid read val/ (8 images)
-        assert len(b) == 2
-        for (xa, ya), (xb, yb) in zip(epoch(a), epoch(b)):
-            assert xb.shape == xa.shape == (4, 3, 32, 32) and torch.equal(ya, yb)
-            assert (xa - xb).abs().max() <= ONE_LEVEL  # every image, the odd two included
+    log = logging.getLogger("drnas")
+    log.addHandler(caplog.handler)
+    try:
+        for a, b in zip(workers[1:3], decode[1:3]):  # arch and valid read val/ (8 images)
+            assert len(b) == 2
+            for (xa, ya), (xb, yb) in zip(epoch(a), epoch(b)):
+                assert xb.shape == xa.shape == (4, 3, 32, 32) and torch.equal(ya, yb)
+                assert (xa - xb).abs().max() <= ONE_LEVEL  # every image, the odd two included
+    finally:
+        log.removeHandler(caplog.handler)
+    # the PNG is the one file decode_jpeg refuses: counted by each loader that read it, logged once
+    assert decode[1].cpu_decodes == 1 and decode[2].cpu_decodes == 1
+    warned = {id(r) for r in caplog.records if "decoder refused" in r.getMessage()}
+    assert len(warned) == 2  # once per loader
 
     cmyk, png = data = [torchvision.io.read_file(str(folder / name)) for name in ("cmyk.JPEG", "png.JPEG")]
     calls, real = [], torchvision.io.decode_jpeg
@@ -152,8 +164,9 @@ def test_png_and_cmyk_files_decode_through_the_fallback(tmp_path, monkeypatch):
         return real(input, **kwargs)
 
     monkeypatch.setattr(torchvision.io, "decode_jpeg", like_nvjpeg)
-    images = decode_batch(data, CPU)
+    images, refused = decode_batch(data, CPU)
     assert calls == [2, "one", "one"]  # the batch first, then file by file (PNG: decode_jpeg fails)
+    assert refused == 2  # both went to the CPU's general decoder
     expected = [torch.from_numpy(np.array(Image.open(folder / name).convert("RGB"))).permute(2, 0, 1)
                 for name in ("cmyk.JPEG", "png.JPEG")]
     assert all(torch.equal(a, b) for a, b in zip(images, expected))
@@ -234,3 +247,30 @@ def test_cuda_decode_matches_cpu_workers(tmp_path):
             # crop box or flip of these gradients differs by about 1
             assert (xa - xb).abs().mean() < 0.1
     assert torch.equal(torch.cuda.get_rng_state(), cuda_rng)  # only the CPU generator draws
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG)")
+def test_cuda_decoding_is_ordered_against_a_busy_stream(tmp_path):
+    """Batches decoded while the main stream is kept busy (as the sync-free training loop keeps
+    it) equal batches decoded with the GPU idle: nvJPEG never writes into memory that queued
+    work still reads."""
+    root = make_smooth_imagenet(tmp_path / "busy")
+    cuda = torch.device("cuda")
+
+    def batches(busy):
+        loader = folder_search_loaders(root, 4, cuda, 3, backend="decode", **SMALL).train
+        kept, work = [], torch.randn(2048, 2048, device=cuda)
+        for _ in range(3):  # epochs
+            for x, y in loader:
+                if busy:  # long work that reads the batch, queued before the next one is decoded
+                    for _ in range(20):
+                        work = torch.tanh(work @ work)  # bounded: 0 * work stays 0
+                    x = x + 0 * work[:1, :1].sum()
+                else:
+                    torch.cuda.synchronize()
+                kept.append((x.clone(), y.clone()))
+        torch.cuda.synchronize()
+        return [(x.cpu(), y.cpu()) for x, y in kept]
+
+    assert same_batches(batches(busy=True), batches(busy=False))

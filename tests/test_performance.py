@@ -180,3 +180,55 @@ def test_search_step_never_waits_for_the_gpu():
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert torch.isfinite(torch.cat([a.detach().flatten() for a in model.arch_parameters()])).all()
+
+
+def gdas_forward_ops(fast):
+    """The aten ops one GDAS forward of a pruned NAS-Bench-201 supernet dispatches."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from space201.model_search import Network
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    model = Network(4, 1, 10, "gdas", 1)
+    load_masks(model, {"cell": [[0, 2, 3]] * 6})  # three ops kept: two others per edge
+    ops = []
+    with reference_computation() if not fast else contextlib.nullcontext(), Record():
+        model(torch.randn(2, 3, 32, 32))
+    return ops
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_gdas_adds_the_other_ops_weights_without_an_index_tensor(fast):
+    """Indexing the mixing weights with a Python list builds an index tensor on the host, a
+    blocking host-to-device copy per edge on a GPU; the others' weights are the row's sum
+    minus the chosen one's instead."""
+    ops = gdas_forward_ops(fast)
+    assert not [op for op in ops if op.startswith(("aten.index.", "aten.lift_fresh"))]
+    assert ops.count("aten.sum.default") >= 6 * 3  # the others' weights, on every edge of the 3 cells
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gdas_synchronises_once_per_forward():
+    import warnings
+
+    from space201.model_search import Network
+
+    torch.manual_seed(0)
+    model = Network(8, 1, 10, "gdas", 1).cuda()
+    x = torch.randn(4, 3, 32, 32, device="cuda")
+    model(x)  # lazy set-up
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            model(x)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    assert sum("synchroniz" in str(w.message) for w in caught) == 1  # the sampled ops, read once

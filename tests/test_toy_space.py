@@ -72,6 +72,7 @@ def toy_parser():
     search_flags.add_record_flags(p, valid_from_epoch=0, sample_archs=5, hessian_freq=1,
                                   hessian_batches=1)
     flags.add_speed_flags(p, memory_format="contiguous")
+    search_flags.add_cuda_graph_flag(p)
     flags.add_run_flags(p)
     return p
 
