@@ -76,6 +76,7 @@ class StepGraph:
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # loader threads may use CUDA
             self.static_outputs = tuple(fn(*self.static_inputs))
         self.graph, self.key, self.captures = graph, key, self.captures + 1
+        torch.cuda.empty_cache()  # the warm-up's cached activations: the graph has its own pool
 
     def _replay(self, tensors):
         for static, tensor in zip(self.static_inputs, tensors):

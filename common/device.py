@@ -71,16 +71,19 @@ def reset_peak_memory(device):
 
 
 def memory_mb(device):
-    """The memory figures of `device` in MiB. On a GPU: `allocated`, the peak of what tensors
-    held (max_memory_allocated); `reserved`, the peak the caching allocator held from the driver
-    (max_memory_reserved); `device_used`, what the whole GPU has in use now (total minus free:
-    the CUDA context, cuDNN and cuBLAS workspaces included, as nvidia-smi shows it). On a CPU:
-    `rss`, the process's peak resident set size."""
+    """The peak memory figures of `device` in MiB. On a GPU: `allocated`, what tensors held
+    (max_memory_allocated); `reserved`, what the caching allocator held from the driver
+    (max_memory_reserved); `device_used`, the GPU's use as nvidia-smi shows it, the CUDA
+    context included: what lies outside the allocator now (total minus free minus reserved)
+    plus the allocator's peak. (cuDNN's autotuning empties the allocator's cache now and then,
+    so the use at one moment can be far under the peak.) On a CPU: `rss`, the process's peak
+    resident set size."""
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
-        return {"allocated": torch.cuda.max_memory_allocated(device) / 2**20,
-                "reserved": torch.cuda.max_memory_reserved(device) / 2**20,
-                "device_used": (total - free) / 2**20}
+        outside = total - free - torch.cuda.memory_reserved(device)
+        peak_reserved = torch.cuda.max_memory_reserved(device)
+        return {"allocated": torch.cuda.max_memory_allocated(device) / 2**20, "reserved": peak_reserved / 2**20,
+                "device_used": (outside + peak_reserved) / 2**20}
     return {"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
 
 

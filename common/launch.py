@@ -52,7 +52,7 @@ def prepare(args, default_dir, dist=None):
         out_dir = Path(dist.all_gather_objects(str(out_dir))[0])
     if args.amp:
         check_amp(device)
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # the current device: its random state is the one checkpointed
     seed_everything(args.seed)
     numerics = configure_backends(device, deterministic=args.deterministic, tf32=args.tf32)

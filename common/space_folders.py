@@ -10,9 +10,10 @@ under their bare names. Without care each file would load twice (`genotypes` and
 a bare-named module already loaded from the folder becomes the package's module too, and a
 finder answers any later bare import of a file of the folder with the package's module.
 
-`find_space_packages`, called when `common` is imported, lets a checkout that was not
-installed (a bare GPU machine, `PYTHONPATH=.`) import `space201` and `darts_space` from their
-folders; an installed project's own finder comes first and answers instead.
+`find_space_packages`, called when `common` is imported, makes `space201` and `darts_space`
+the folders beside that `common`: a checkout that was not installed (a bare GPU machine,
+`PYTHONPATH=.`) imports them too, and a second checkout on PYTHONPATH never mixes its
+`common` with the installed one's space folders.
 """
 import importlib
 import importlib.abc
@@ -71,7 +72,7 @@ def share_modules(package, paths):
 
 
 class _CheckoutFinder(importlib.abc.MetaPathFinder):
-    """Finds the space packages in this checkout (the last finder asked: installs come first)."""
+    """Finds the space packages in the checkout this `common` was imported from."""
 
     def find_spec(self, name, path=None, target=None):
         folder = SPACE_PACKAGES.get(name)
@@ -84,4 +85,4 @@ class _CheckoutFinder(importlib.abc.MetaPathFinder):
 def find_space_packages():
     """Let `import space201` / `import darts_space` work from an uninstalled checkout."""
     if not any(isinstance(finder, _CheckoutFinder) for finder in sys.meta_path):
-        sys.meta_path.append(_CheckoutFinder())
+        sys.meta_path.insert(0, _CheckoutFinder())

@@ -35,7 +35,12 @@ from gpu_checks import CHECKS, extrapolations  # noqa: E402
 
 
 class OutOfTime(Exception):
-    """A check's budget ran out while one of its programs ran (it was killed)."""
+    """A check's budget ran out while one of its programs ran (it was killed); `partial`: what
+    the program had printed by then."""
+
+    def __init__(self, partial=""):
+        super().__init__("out of time")
+        self.partial = partial
 
 
 class Context:
@@ -70,7 +75,8 @@ class Context:
                 out, err = process.communicate(timeout=max(self.left(), 0.1))
                 results.append((process.returncode, out, (err.strip().splitlines() or [""])[-1]))
         except subprocess.TimeoutExpired:
-            raise OutOfTime() from None
+            kill_group(processes[len(results)])
+            raise OutOfTime(processes[len(results)].communicate()[0] or "") from None
         finally:
             for process in processes:
                 kill_group(process)
@@ -166,7 +172,9 @@ def run_checks(context, report, budget_s, only=None):
             for part in check.run(context):
                 report.add(part)
             passed, note = True, "done"
-        except OutOfTime:
+        except OutOfTime as stopped:
+            if stopped.partial.strip():  # the rows the program printed before it was killed
+                report.add(stopped.partial)
             passed, note = False, "stopped: its time budget ran out (its programs were killed)"
         except Exception as err:  # a broken check is a row, not the end of the run
             passed, note = False, f"failed: {type(err).__name__}: {' '.join(str(err).split())[:300]}"

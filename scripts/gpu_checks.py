@@ -100,6 +100,7 @@ def search_rows(ctx):
     ]
     yield header("search", "result", "images/s per epoch", "max allocated / reserved / device used per stage (MiB)",
                  "genotype or error")
+    failed = []
     for index, (label, args) in enumerate(runs):
         out_dir = ctx.work / f"search{index}"
         code, _, err = ctx.run(ctx.python(*args, *common, "--output_dir", out_dir))
@@ -110,7 +111,10 @@ def search_rows(ctx):
                            for s in record.get("memory_mb_by_stage", []))
         ctx.measured[f"search {label}"] = record
         detail = str(record.get("genotype")) if ok else err
+        failed += [] if ok else [label]
         yield f"| {label} | {'passed' if ok else 'FAILED'} | {speeds} | {memory} | {detail[:160].replace('|', '/')} |"
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(runs)} searches failed: {', '.join(failed)}")
 
 
 def read_results(folder):
@@ -174,6 +178,8 @@ def nccl(ctx):
     record = read_results(out_dir)
     ok = code == 0 and record.get("finished") is True
     yield f"torchrun --nproc_per_node={ctx.gpus} (NCCL): {'passed' if ok else 'FAILED: ' + err}"
+    if not ok:
+        raise RuntimeError("the torchrun search failed")
 
 
 def tests(ctx):

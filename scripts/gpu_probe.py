@@ -36,9 +36,13 @@ NETWORKS = {"201": {}, "darts": {}}  # the spaces' own defaults; --tiny: small o
 TINY = {"201": {"init_channels": 8, "num_cells": 1}, "darts": {"init_channels": 12, "layers": 5}}
 
 
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
+def header(*names):
+    """The first two lines of a Markdown table."""
+    return "| " + " | ".join(names) + " |\n|" + " --- |" * len(names)
+
+
+def row(*cells):
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
 def synchronize(device):
@@ -90,24 +94,26 @@ def env(device):
     import platform
     import subprocess
 
-    rows = [("python", platform.python_version()), ("torch", torch.__version__), ("CUDA", torch.version.cuda),
-            ("cuDNN", torch.backends.cudnn.version()), ("CPU cores", len(__import__("os").sched_getaffinity(0)))]
+    yield header("item", "value")
+    for name, value in (("python", platform.python_version()), ("torch", torch.__version__),
+                        ("CUDA", torch.version.cuda), ("cuDNN", torch.backends.cudnn.version()),
+                        ("CPU cores", len(__import__("os").sched_getaffinity(0)))):
+        yield row(name, value)
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
-        rows.append((f"GPU {index}", f"{props.name}, {props.total_memory / 2**30:.1f} GiB, "
-                                     f"{props.multi_processor_count} SMs, compute {props.major}.{props.minor}"))
+        yield row(f"GPU {index}", f"{props.name}, {props.total_memory / 2**30:.1f} GiB, "
+                                  f"{props.multi_processor_count} SMs, compute {props.major}.{props.minor}")
     try:
         smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,power.limit",
                               "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-        rows.append(("driver, max SM clock, power limit", smi.stdout.strip()))
+        yield row("driver, max SM clock, power limit", smi.stdout.strip())
     except (OSError, subprocess.SubprocessError):
-        rows.append(("nvidia-smi", "not found"))
-    return table(["item", "value"], rows)
+        yield row("nvidia-smi", "not found")
 
 
 def sync(device):
     """Host-device synchronisations per step: each one is a warning under "warn" mode."""
-    rows = []
+    yield header("method", "synchronisations per step", "expected")
     for method in ("dirichlet", "darts", "snas", "gdas", "pcdarts"):
         search = Search(device, method=method, k=4 if method == "pcdarts" else 1)
         search.step(0)  # lazy set-up (cuDNN autotuning, optimizer state)
@@ -124,43 +130,43 @@ def sync(device):
                     torch.cuda.set_sync_debug_mode(0)
         count = sum("synchroniz" in str(w.message) for w in caught) / 5
         expected = "2 (one host read of the sampled ops per forward)" if method == "gdas" else "0"
-        rows.append((method, f"{count:g}" if device.type == "cuda" else "(CPU: not measured)", expected))
-    return table(["method", "synchronisations per step", "expected"], rows)
+        yield row(method, f"{count:g}" if device.type == "cuda" else "(CPU: not measured)", expected)
 
 
 def graph(device):
     """Eager against --cuda_graph: speed at k 1 and 4, batch 64 and 256; equality after 20 steps."""
     if device.type != "cuda":
-        return "(CUDA graphs need a GPU)"
+        yield "(CUDA graphs need a GPU)"
+        return
     configure_backends(device)
-    rows = []
+    yield header("configuration", "eager step (ms)", "graph step (ms)", "speed-up", "max |alpha eager - alpha graph|",
+                 "captures")
     for space, k, batch in (("201", 1, 64), ("201", 4, 64), ("201", 1, 256), ("darts", 6, 64)):
         try:
-            rows.append(graph_row(device, space, k, batch))
+            yield row(*graph_row(device, space, k, batch))
         except Exception as err:  # a failed capture is a row, not the end of the table
-            rows.append((f"{space}, k={k}, batch {batch}", "FAILED", " ".join(str(err).split())[:200], "", "", ""))
-    return table(["configuration", "eager step (ms)", "graph step (ms)", "speed-up",
-                  "max |alpha eager - alpha graph| after 20 steps", "captures"], rows)
+            yield row(f"{space}, k={k}, batch {batch}", "FAILED", " ".join(str(err).split())[:200], "", "", "")
 
 
 def graph_row(device, space, k, batch):
     shared = dict(space=space, k=k, batch_size=batch)
-    eager_s = Search(device, **shared).median_step()
+    steps = 20 if space == "201" else 8
+    eager_s = Search(device, **shared).median_step(steps=steps, warmup=5)
     graphed = Search(device, graph=True, **shared)
-    graph_s = graphed.median_step()
+    graph_s = graphed.median_step(steps=steps, warmup=5)
     first, second = Search(device, **shared), Search(device, graph=True, **shared)
-    for index in range(20):
+    for index in range(steps):
         first.step(index)
         second.step(index)
     diff = (first.alpha() - second.alpha()).abs().max().item()
     scale = first.alpha().abs().max().item()
     return (f"{space}, k={k}, batch {batch}", f"{eager_s * 1e3:.2f}", f"{graph_s * 1e3:.2f}",
-            f"{eager_s / graph_s:.2f}x", f"{diff:.2e} (of {scale:.2e})", graphed.graph.captures)
+            f"{eager_s / graph_s:.2f}x", f"{diff:.2e} (of {scale:.2e}, {steps} steps)", graphed.graph.captures)
 
 
 def amp(device):
     """The DARTS-space search network's step in fp32, TF32 and bfloat16 autocast."""
-    rows = []
+    yield header("DARTS space, stage 1 (k=6), batch 64", "median step (ms)", "images/s", "max allocated (MiB)")
     for label, tf32, use_amp in (("fp32 (default)", False, False), ("--tf32", True, False), ("--amp (bfloat16)", False, True)):
         configure_backends(device, tf32=tf32)
         if device.type == "cuda":
@@ -169,16 +175,14 @@ def amp(device):
         search = Search(device, space="darts", k=6, batch_size=64)
         step_s = search.median_step(steps=10, warmup=3, amp=use_amp)
         memory = memory_mb(device)
-        rows.append((label, f"{step_s * 1e3:.1f}", f"{64 / step_s:.0f}", f"{memory.get('allocated', memory.get('rss')):.0f}"))
+        yield row(label, f"{step_s * 1e3:.1f}", f"{64 / step_s:.0f}", f"{memory.get('allocated', memory.get('rss')):.0f}")
         del search
     configure_backends(device)
-    return table(["DARTS space, stage 1 (k=6, C 36, 20 cells), batch 64", "median step (ms)", "images/s",
-                  "max allocated (MiB)"], rows)
 
 
 def deterministic(device):
     """Alpha after 10 steps, twice, with and without deterministic kernels."""
-    rows = []
+    yield header("setting", "alpha after 10 steps, two runs")
     for flag in (True, False):
         configure_backends(device, deterministic=flag)
         alphas = []
@@ -188,10 +192,9 @@ def deterministic(device):
                 search.step(index)
             alphas.append(search.alpha())
         same = torch.equal(alphas[0], alphas[1])
-        rows.append(("--deterministic" if flag else "default (cuDNN autotuning)", "identical" if same else
-                     f"differ by up to {(alphas[0] - alphas[1]).abs().max().item():.2e}"))
+        yield row("--deterministic" if flag else "default (cuDNN autotuning)", "identical" if same else
+                  f"differ by up to {(alphas[0] - alphas[1]).abs().max().item():.2e}")
     configure_backends(device)
-    return table(["setting", "alpha after 10 steps, two runs"], rows)
 
 
 SECTIONS = {"env": env, "sync": sync, "graph": graph, "amp": amp, "deterministic": deterministic}
@@ -206,9 +209,8 @@ def main(argv=None):
     if args.tiny:
         NETWORKS.update(TINY)
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    print(SECTIONS[args.section](device))
+    for line in SECTIONS[args.section](device):  # each row as soon as it is measured
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

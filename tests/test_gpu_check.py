@@ -127,3 +127,11 @@ def test_a_runner_killed_from_outside_keeps_its_rows_and_takes_its_programs_alon
     killed.kill()  # SIGKILL: nothing can be cleaned up, but the rows are on disk already
     killed.communicate(timeout=30)
     assert "| first | 1 |" in (tmp_path / "hard" / "report.md").read_text()
+
+
+def test_a_probe_section_prints_its_table_row_by_row_on_a_cpu():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_probe.py"), "deterministic", "--device", "cpu",
+                           "--tiny"], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["| setting | alpha after 10 steps, two runs |", "| --- | --- |",
+                                        "| --deterministic | identical |", "| default (cuDNN autotuning) | identical |"]

@@ -144,3 +144,20 @@ def test_second_order_search_under_torchrun_keeps_the_ranks_together(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     digests = results(out)["epochs"][0]["arch_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
+
+
+def test_a_two_process_search_resumes_in_one_process(tmp_path):
+    """An end-of-epoch checkpoint of a torchrun job continues under another process count (a
+    box with fewer GPUs): the checkpoint holds no per-device random states to restore."""
+    from space201 import train_search_progressive
+
+    args = ["--dataset", "synthetic", "--data_limit", "128", "--batch_size", "16", "--init_channels", "4",
+            "--num_cells", "1", "--ks", "2", "1", "--num_keeps", "3", "2", "--train_epochs", "1", "1",
+            "--arch_start_epoch", "0", "--device", "cpu"]
+    parts = tmp_path / "parts"
+    proc = torchrun("201-space/train_search_progressive.py", [*args, "--output_dir", str(parts), "--stop_after_epoch", "1"])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    train_search_progressive.main(["--resume", str(parts)])
+    record = results(parts)
+    assert record["finished"] and [e["k"] for e in record["epochs"]] == [2, 1]
+    assert "arch_digests" in record["epochs"][0] and "arch_digests" not in record["epochs"][1]
