@@ -37,7 +37,7 @@ from typing import Callable, Iterable, Mapping
 
 from common import benchmark_nats, benchmark_nb201
 from common.checkpoint import atomic_write
-from common.errors import UserError
+from common.errors import UserError, regular_file
 from common.results import METRICS  # the six metric names above, in this order
 
 TABLE_SUFFIX = ".drnas-table.json"
@@ -115,6 +115,8 @@ class BenchmarkTable:
         path = Path(os.path.expanduser(str(path)))
         if not path.exists():
             raise UserError(f"benchmark {path} does not exist: {ACCEPTED}")
+        if not path.is_dir():
+            regular_file(path, "benchmark")  # a named pipe would block the first read for ever
         fmt = identify(path)
         signature = _signature(path)
         for table_path in table_locations(path, cache_dir):

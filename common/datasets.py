@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from common import safe_pickle
-from common.errors import UserError, one_line
+from common.errors import UserError, one_line, regular_file
 from common.imageset import ImageSet
 from common.synthetic import SYNTHETIC_TEST, SYNTHETIC_TRAIN, make_synthetic
 
@@ -43,6 +43,7 @@ IMAGENET16_DIRS = ("imagenet16", "ImageNet16")  # this project's name first; NAS
 def _load_pickle(path: Path, what: str, fix: str) -> dict:
     """Unpickle a batch file through the allow-list (common/safe_pickle.py: plain data only, no
     code); keys become str whether pickled by Python 2 (bytes) or 3."""
+    regular_file(path, f"{what} file")  # a named pipe would block the read for ever
     try:
         with open(path, "rb") as f:
             # latin1 decodes Python 2 str objects and numpy's pickled buffers losslessly
@@ -88,6 +89,11 @@ def _try_download(fetch: Callable[[], object]) -> str | None:
 
 
 def _missing(folder: Path, files: Sequence[str]) -> list[str]:
+    """The files that are not there; one that is there but is no regular file (a named pipe,
+    which a read would wait on for ever) is refused in one line."""
+    for name in files:
+        if (folder / name).exists():
+            regular_file(folder / name, "dataset file")
     return [f for f in files if not (folder / f).is_file()]
 
 

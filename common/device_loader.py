@@ -164,6 +164,14 @@ class DeviceLoader:
         self._pass += 1
         yield from self._steps(range(start, len(indices)), indices.__getitem__, current)
 
+    def first_batches(self, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The first `count` batches in the set's own order, for a diagnostic: no pass is started
+        or abandoned and, from an evaluation loader (no augmentation), no random number drawn, so
+        the run's own passes and a checkpoint's loader positions stay as they were."""
+        b, n = self.batch_size, self.num_images
+        indices = [torch.arange(i * b, min((i + 1) * b, n), device=self.device) for i in range(min(count, -(-n // b)))]
+        return [(self.batch(idx), self.labels[idx]) for idx in indices]
+
     def _rand(self, high: int, size: int) -> torch.Tensor:
         return torch.randint(0, high, (size,), generator=self.generator, device=self.device)
 

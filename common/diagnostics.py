@@ -38,7 +38,7 @@ def sharpness(model, loader, num_batches, seed):
     DARTS and DrNAS figures compare), over the first `num_batches` batches of `loader`, with
     the largest-magnitude one, the products spent and the time."""
     started = time.perf_counter()
-    batches = [batch for _, batch in zip(range(num_batches), loader)]
+    batches = loader.first_batches(num_batches)  # not a pass of the loader: a resume sees none
     values = arch_hessian_eigenvalues(model, batches, seed=seed, weights="mean")
     return {"hessian_eigenvalue": values.largest, "hessian_eigenvalue_largest_magnitude": values.largest_magnitude,
             "hessian_products": values.products, "hessian_time_s": time.perf_counter() - started}

@@ -142,10 +142,19 @@ def check_sync_enabled():
 
 def init_distributed(device_arg="auto"):
     """A Dist from torchrun's environment; a single-process Dist without one."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = _env_int("WORLD_SIZE", "1")
     if world_size <= 1:
         return Dist(device=resolve_device(device_arg))
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if "RANK" not in os.environ:
+        raise UserError(f"WORLD_SIZE={world_size} is set but RANK is not: start the run with torchrun, or unset "
+                        "WORLD_SIZE (a value left from another job) for one process")
+    rank, local_rank = _env_int("RANK"), _env_int("LOCAL_RANK", "0")
+    if not 0 <= rank < world_size:
+        raise UserError(f"RANK={rank} does not lie in 0..{world_size - 1} (WORLD_SIZE={world_size}): start the "
+                        "run with torchrun, or unset both for one process")
+    if not os.environ.get("MASTER_ADDR") or not 1 <= _env_int("MASTER_PORT", "0") <= 65535:
+        raise UserError(f"WORLD_SIZE={world_size} needs MASTER_ADDR and MASTER_PORT (a port, 1 to 65535) in the "
+                        "environment: start the run with torchrun, which sets them")
     device = resolve_device(device_arg)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
@@ -159,6 +168,16 @@ def init_distributed(device_arg="auto"):
     torch_dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
     cpu_group = torch_dist.new_group(backend="gloo", timeout=MAIN_WORK_TIMEOUT)
     return Dist(rank, world_size, local_rank, device, cpu_group)
+
+
+def _env_int(name, default=None):
+    """A whole number from torchrun's environment; one line when it is not one."""
+    text = os.environ.get(name, default)
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{name}={text!r} in the environment is not a whole number: start the run with torchrun, "
+                        f"or unset {name} for one process") from None
 
 
 def global_to_local_batch(batch_size, dist):

@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from common.device import memory_mb
 from common.checkpoint import (CHECKPOINT_NAME, loop_state, restore_loop_state, rng_state, save_checkpoint,
                                set_rng_state)
+from common.device import memory_mb
 from common.errors import UserError, one_line
 from common.progress import Progress
 from common.stopping import StopRequested, exit_status

@@ -5,6 +5,7 @@ checkpoint from other settings) raises `UserError`; the scripts' `main()` turns 
 into a single line on stderr and exit status 2, never a traceback.
 """
 import argparse
+import errno
 import functools
 import sys
 
@@ -28,8 +29,31 @@ def exit_on_user_error(main):
         except UserError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        except OSError as err:
+            if err.errno != errno.ENAMETOOLONG:
+                raise
+            print(f"error: a path is too long for the file system ({len(str(err.filename or ''))} characters"
+                  f"{', a name over 255' if err.filename else ''}): pick shorter folder and file names",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        except KeyboardInterrupt:  # before the run's own signal handling is installed (or after it)
+            print("interrupted (Ctrl-C) before the run started or after it ended: nothing to resume",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
 
     return wrapper
+
+
+def regular_file(path, what):
+    """`path`, refused in one line unless it is a regular file (a named pipe would block a read
+    for ever; a device or a socket is no data file)."""
+    import os
+    import stat
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{what} {path} is not a regular file (a named pipe, device or socket): pass a file")
+    return path
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -52,9 +52,20 @@ def image_extensions() -> frozenset:
 
 
 def _image_files(folder: Path) -> list:
-    extensions, found = image_extensions(), []
+    """The image files under `folder`. Linked files may lie anywhere (a sampled dataset of links);
+    a linked folder must stay inside `folder` and not lead back into a folder already read: one
+    that leaves it or loops is refused (its images would be counted twice or in another class)."""
+    extensions, found, top = image_extensions(), [], folder.resolve()
+    visited = set()
     for parent, dirs, files in os.walk(folder, followlinks=True):
+        visited.add(Path(parent).resolve())
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in dirs:
+            target = (Path(parent) / name).resolve()
+            if target in visited or (target != top and top not in target.parents):
+                raise UserError(f"{Path(parent) / name} links to {target}, "
+                                f"{'a folder already read (a loop)' if target in visited else 'outside ' + str(folder)}: "
+                                "remove the link, or copy what it holds into the class folder")
         found += [Path(parent) / f for f in sorted(files)
                   if not f.startswith(".") and Path(f).suffix.lower() in extensions]
     return found
@@ -127,13 +138,31 @@ def open_image(path, size=None):
     from PIL import Image
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = _eight_bit(image, path).convert("RGB")
+    except UserError:
+        raise
     except Exception as err:  # truncated, corrupt or foreign file, whatever Pillow raises
         detail = one_line(err)[:120]
         raise UserError(f"image {path} cannot be read ({type(err).__name__}: {detail}): "
                         f"remove or replace the file") from None
     size = (size, size) if isinstance(size, int) else size
     return image.resize(size, Image.BILINEAR) if size and image.size != tuple(size) else image
+
+
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")  # Pillow's 16-bit grey modes
+
+
+def _eight_bit(image, path):
+    """A 16-bit grey image scaled to 8 bits (65535 -> 255; Pillow's convert would clip at 255);
+    integer or float pixels of unknown range are refused."""
+    from PIL import Image
+    if image.mode in SIXTEEN_BIT or (image.mode == "I" and image.format == "PNG"):  # a 16-bit PNG
+        pixels = np.asarray(image, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    if image.mode in ("I", "F"):
+        raise UserError(f"image {path} has {'32-bit integer' if image.mode == 'I' else 'floating-point'} "
+                        "pixels of no known range: save it with 8 or 16 bits per channel")
+    return image
 
 
 def stored_size(samples: list, image_size) -> tuple[int, int]:

@@ -23,7 +23,9 @@ def read_arch_json(arch, *, missing, folder_hint):
     results.json. A file that cannot be read or is not JSON is a UserError too."""
     if not os.path.exists(arch):
         raise UserError(missing)
-    file = os.path.join(arch, RESULTS_NAME) if os.path.isdir(arch) else arch
+    if not os.path.isdir(arch):
+        return arch, read_json(arch, label="--arch file ", expected="a genotype")  # a pipe: one line
+    file = os.path.join(arch, RESULTS_NAME)
     if not os.path.isfile(file):
         raise UserError(f"--arch {arch!r} is a folder without {RESULTS_NAME}: {folder_hint}")
     return file, read_json(file, label="--arch file ", expected="a genotype")

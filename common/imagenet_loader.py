@@ -108,6 +108,14 @@ class ImageNetLoader:
         if self._current is current:
             self._current = None
 
+    def first_batches(self, count):
+        """The first `count` batches in file order, for a diagnostic: read here, in this process,
+        so that no pass of the run's own is started or abandoned (common.device_loader's same)."""
+        collate = self.loader.collate_fn
+        n, b = len(self.dataset), self.batch_size
+        return [self.to_device(collate([self.dataset[(0, i)] for i in range(start, min(start + b, n))]))
+                for start in range(0, min(count * b, n), b)]
+
     def to_device(self, batch):
         """A DataLoader batch -> (x, y) on the device."""
         x, y = batch

@@ -10,6 +10,8 @@ for the log. It runs before the folder is made, so that bad data or flags leave 
 behind. A run that fails later writes its error line into its log and `finished: false` with
 the error into its results; a signal stops it at a step boundary (common/stopping.py).
 """
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -21,8 +23,8 @@ from common.driver import drive
 from common.errors import UserError, exit_on_user_error
 from common.flags import apply_presets
 from common.ownership import RunLock, check_new_run, check_no_run, check_not_running, check_writable, clear_run
-from common.resume import explicit_flags, resumed_args
-from common.run_folder import QuietFolder, RunFolder
+from common.resume import check_same_script, explicit_flags, resumed_args
+from common.run_folder import PROJECT_ROOT, QuietFolder, RunFolder
 from common.stopping import StopSignals
 
 
@@ -87,8 +89,10 @@ def restore(task, checkpoint, dist, note):
         raise UserError(f"the checkpoint has {done} epochs done, more than the run's {task.epochs}: "
                         "resume with its own --epochs or more")
     if checkpoint["threads"] != torch.get_num_threads():
+        asked = os.environ.get("OMP_NUM_THREADS")
         note(f"warning: the checkpoint was written with {checkpoint['threads']} CPU threads, this run has "
-             f"{torch.get_num_threads()}: on a CPU the continued run is not bit-identical (set OMP_NUM_THREADS)")
+             f"{torch.get_num_threads()}{f' (OMP_NUM_THREADS={asked})' if asked else ''}: on a CPU the continued run "
+             f"is not bit-identical (set OMP_NUM_THREADS={checkpoint['threads']})")
     middle = checkpoint.get("mid_epoch")
     if middle is None:
         return done, None
@@ -143,15 +147,29 @@ def entry_point(build_parser, run):
     common/resume.py), run `run(args, dist)` as one process or as one rank of a torchrun job;
     a user error is one line and exit status 2."""
 
+    script = script_name(build_parser)
+
     @exit_on_user_error
     def main(argv=None):
         parser = build_parser()
         args = parser.parse_args(argv)
         given = explicit_flags(build_parser, argv)
         if args.resume:
-            args = resumed_args(args, given, load_checkpoint(args.resume)["args"])
+            saved = load_checkpoint(args.resume)["args"]
+            check_same_script(saved, script, vars(args), args.resume)
+            args = resumed_args(args, given, saved)
         else:
             args = apply_presets(parser, args, given)
+        args.script = script  # recorded with the flags: which script made the run
         return distributed_main(run, args)
 
     return main
+
+
+def script_name(build_parser):
+    """The script a parser belongs to, as a path from the project root ("201-space/train_search.py")."""
+    path = Path(sys.modules[build_parser.__module__].__file__).resolve()
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return path.name

@@ -3,14 +3,16 @@
 - A run holds an exclusive advisory lock on `<folder>/.lock` (which holds its PID) from the
   moment it opens the folder until it ends: a second process started into the same folder is
   refused in one line, and the first finishes intact.
-- A new run (without --resume) into a folder that holds a run (its results.json or
-  checkpoint.pt) is refused unless --overwrite is given; --overwrite removes the previous
-  run's files only once the lock is held.
+- A new run (without --resume) into a folder that holds a run (a checkpoint, or results with
+  an epoch done) is refused unless --overwrite is given; --overwrite removes the previous
+  run's files only once the lock is held. A start killed before its first checkpoint leaves
+  nothing to lose: a new start may reuse the folder (a requeued job's first attempt).
 - The folder is checked before anything is built: an existing file in its place, a file
   above it, or a place this user cannot write are each one line.
 """
 import errno
 import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -20,16 +22,33 @@ from common.errors import UserError
 from common.results import RESULTS_NAME
 
 LOCK_NAME = ".lock"
-RUN_FILES = (RESULTS_NAME, "checkpoint.pt", "log.txt")  # a folder with one of them holds a run
+RUN_FILES = (RESULTS_NAME, "checkpoint.pt", "log.txt")  # a run's files: --overwrite removes them
 
 
 def holds_run(folder):
-    return any((Path(folder) / name).exists() for name in RUN_FILES)
+    """A checkpoint, or results that record an epoch or the end of a run. A start killed before
+    its first checkpoint (log.txt alone, or results without an epoch) holds nothing to lose: a
+    new start may go there, as a requeued job's does."""
+    folder = Path(folder)
+    if (folder / "checkpoint.pt").exists():
+        return True
+    try:
+        record = json.loads((folder / RESULTS_NAME).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # unreadable results: not ours to clear without --overwrite
+    return not isinstance(record, dict) or bool(record.get("epochs")) or record.get("finished") is not False
 
 
 def check_writable(folder):
     """One line when `folder` cannot be a run folder: a file, under a file, or not writable."""
     folder = Path(folder)
+    too_long = [part for part in folder.parts if len(part.encode()) > 255]
+    if too_long or len(str(folder).encode()) > 4000:
+        raise UserError(f"--output_dir {str(folder)[:60]}... is too long for a file system ("
+                        f"{'a name of ' + str(len(too_long[0].encode())) + ' bytes, over 255' if too_long else str(len(str(folder).encode())) + ' bytes'}"
+                        "): pick a shorter folder (or a shorter --save)")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"--output_dir {folder} is a file: pick a folder")
     parent = folder

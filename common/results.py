@@ -7,7 +7,7 @@ file's `benchmark` entries (what common/benchmark.py's `BenchmarkTable.query` re
 import json
 from pathlib import Path
 
-from common.errors import UserError, one_line
+from common.errors import UserError, one_line, regular_file
 
 RESULTS_NAME = "results.json"
 
@@ -70,6 +70,7 @@ def read_json(file, *, label="", expected="a results file", parse_hint=""):
     """The JSON value in `file`; a file that does not read, parse or nests too deeply is a
     one-line UserError naming it (`label` before the name, e.g. "--arch file ")."""
     try:
+        regular_file(file, label.strip() or "JSON file")  # a named pipe would block the read
         with open(file, encoding="utf-8") as handle:
             return json.load(handle)
     except OSError as err:

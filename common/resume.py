@@ -47,6 +47,18 @@ def _folder_of(resume):
     return (path if path.is_dir() else path.parent).resolve()
 
 
+def check_same_script(saved, script, flags, resume):
+    """--resume continues a run of this script only: one line, before anything is written, when the
+    checkpoint was made by another (named where recorded, else told by flags this script lacks)."""
+    made_by = saved.get("script")
+    foreign = sorted(set(saved) - set(flags) - {"script"})
+    if made_by not in (None, script) or foreign:
+        who = made_by or "another script (it has " + ", ".join(f"--{name}" for name in foreign[:4]) + \
+            (" ..." if len(foreign) > 4 else "") + ", which this one has not)"
+        raise UserError(f"{_folder_of(resume)} holds a run of {who}: resume it with that script; this one "
+                        f"({script}) would train and overwrite it")
+
+
 def resumed_args(args, given, saved):
     """The flags of a resumed run (see the module doc): `args` as parsed, `given` the flags on
     the command line, `saved` the checkpoint's."""

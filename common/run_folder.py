@@ -7,6 +7,7 @@ than 0 a `QuietFolder` stands in: it holds the results and writes nothing.
 """
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -51,6 +52,25 @@ def default_output_dir(folder, dataset, save, seed, kind="search", suffix=""):
     return PROJECT_ROOT / "experiments" / folder / dataset / f"{kind}-{save}-{stamp}-{seed}{suffix}"
 
 
+class TerminalHandler(logging.StreamHandler):
+    """The terminal's copy of the log. When the reader goes away (`| head -1`), standard output
+    is pointed at /dev/null and the lines go on into log.txt only, without a logging traceback."""
+
+    def handleError(self, record):
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            silence_stdout()
+            self.setStream(open(os.devnull, "w"))
+            return
+        super().handleError(record)
+
+
+def silence_stdout():
+    """Point file descriptor 1 at /dev/null (Python's advice for a closed pipe: no error at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def make_logger(out_dir):
     logger = logging.getLogger("drnas")
     logger.setLevel(logging.INFO)
@@ -59,7 +79,7 @@ def make_logger(out_dir):
         logger.removeHandler(handler)
         handler.close()
     fmt = logging.Formatter("%(asctime)s %(message)s", datefmt="%m/%d %I:%M:%S %p")
-    for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(Path(out_dir) / "log.txt")):
+    for handler in (TerminalHandler(sys.stdout), logging.FileHandler(Path(out_dir) / "log.txt")):
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger

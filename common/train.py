@@ -27,6 +27,7 @@ from common import launch
 from common.device import MEMORY_FORMATS, autocast
 from common.distributed import check_sync_enabled, wrap_ddp
 from common.driver import Task
+from common.errors import UserError
 from common.epoch import run_epoch
 from common.meter import Meter
 
@@ -189,6 +190,10 @@ def training(args, *, space, genotype, build_model, loaders_factory, schedule, d
     `schedule(args, optimizer)`, run by common.launch; returns the results dict."""
     def build_task(device, checkpoint, note):
         loaders = loaders_factory(args, device, dist)
+        if getattr(args, "auxiliary", False) and loaders.train.batch_size < 2:
+            raise UserError(f"--auxiliary with {loaders.train.batch_size} image per process and step: the "
+                            "auxiliary head's BatchNorm after its 1x1 map needs 2; raise --batch_size or leave "
+                            "out --auxiliary")
         model = build_model(loaders.num_classes).to(device, memory_format=MEMORY_FORMATS[args.memory_format])
         optimizer = torch.optim.SGD(model.parameters(), args.learning_rate, momentum=args.momentum,
                                     weight_decay=args.weight_decay, nesterov=nesterov)

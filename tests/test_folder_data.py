@@ -238,3 +238,33 @@ def test_a_streamed_training_reads_the_held_out_test_split(single, monkeypatch):
         assert torch.equal(y, y_ref) and torch.allclose(x, x_ref, atol=1e-5)
     x, _ = next(iter(streamed.train))
     assert x.shape == (16, 3, 32, 32) and (x == 0).any()  # cutout
+
+
+def test_a_linked_folder_that_loops_or_leaves_its_class_is_refused_and_linked_files_are_read(tmp_path):
+    root = make_dataset(tmp_path / "links", "single", per_class=4)
+    (root / "cat" / "loop").symlink_to("..")  # the dataset root: dog images would be labelled cat
+    with pytest.raises(UserError, match=r"cat/loop links to .*outside"):
+        folder_data.scan(root)
+    (root / "cat" / "loop").unlink()
+    (root / "cat" / "sub").mkdir()
+    (root / "cat" / "sub" / "back").symlink_to("..")  # the class folder itself: read twice
+    with pytest.raises(UserError, match=r"already read \(a loop\)"):
+        folder_data.scan(root)
+    (root / "cat" / "sub" / "back").unlink()
+    outside = tmp_path / "elsewhere.png"
+    Image.new("RGB", (37, 29), (1, 2, 3)).save(outside)
+    (root / "cat" / "linked.png").symlink_to(outside)  # a linked file (a sampled set of links) is read
+    splits = folder_data.scan(root)
+    assert sum(path.endswith("linked.png") for path, _ in splits.train + splits.test) == 1
+
+
+def test_16_bit_grey_images_are_scaled_not_clipped(tmp_path):
+    levels = np.array([[0, 257, 32896, 65535]], dtype=np.uint16).repeat(4, axis=0)
+    Image.fromarray(levels).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode in folder_data.SIXTEEN_BIT + ("I",)
+    pixels = np.array(folder_data.open_image(tmp_path / "grey16.png"))
+    assert pixels.dtype == np.uint8 and pixels[0, :, 0].tolist() == [0, 1, 128, 255]
+    assert (pixels[..., 0] == pixels[..., 2]).all()
+    Image.fromarray(np.full((4, 4), 1e6, dtype=np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(UserError, match="floating-point pixels"):
+        folder_data.open_image(tmp_path / "float.tiff")

@@ -21,9 +21,42 @@ def test_the_probe_case_is_held(case):
     assert held, what
 
 
-def test_the_probe_counts_every_case(capsys):
-    assert probe.main() is True
-    assert capsys.readouterr().out.strip().endswith(f"{len(probe.CASES)} tried, {len(probe.CASES)} held")
+def test_the_probe_counts_every_case(capsys, monkeypatch):
+    """The summary line counts every case (each case runs once, above)."""
+    outcomes = iter([(True, "held")] * (len(probe.CASES) - 1) + [(False, "a failure")])
+    monkeypatch.setattr(probe, "run_case", lambda case: next(outcomes))
+    assert probe.main() is False
+    assert capsys.readouterr().out.strip().endswith(f"{len(probe.CASES)} tried, {len(probe.CASES) - 1} held")
+    assert len(probe.CASES) >= 77
+
+
+def test_a_requeued_job_starts_anew_where_its_first_start_was_killed(tmp_path):
+    """A folder that a start killed before its first checkpoint left (log.txt, results without an
+    epoch) holds nothing to lose: the README's SLURM recipe starts anew there; a folder with an
+    epoch done is still refused."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.txt").write_text("12/04 03:00:00 PM args {...}\n")
+    (out / "results.json").write_text('{"args": {}, "epochs": [], "finished": false}')
+    train_search.main([*TINY, "--epochs", "1", "--output_dir", str(out)])
+    assert results(out)["finished"] is True
+    done = subprocess.run([sys.executable, "201-space/train_search.py", *TINY, "--epochs", "1", "--output_dir",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "already holds a run" in done.stderr
+
+
+def test_a_closed_stdout_ends_the_terminal_output_quietly_and_the_log_goes_on(tmp_path):
+    """`... | head -1`: the reader goes away after one line; no logging traceback, and log.txt and
+    results.json are complete."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "201-space/train_search.py", *TINY, "--epochs", "2", "--output_dir",
+                             str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0
+    assert "Logging error" not in err and "Traceback" not in err and "BrokenPipe" not in err
+    assert results(out)["finished"] is True and "found architecture" in (out / "log.txt").read_text()
 
 
 def test_a_second_run_into_a_running_folder_is_refused_and_the_first_finishes(tmp_path, monkeypatch):
@@ -95,7 +128,7 @@ def test_a_crafted_checkpoint_does_not_run_code(tmp_path):
     marker = tmp_path / "ran"
     out = tmp_path / "run"
     out.mkdir()
-    torch.save({"args": probe.RunsCode(marker)}, out / "checkpoint.pt")
+    torch.save({"args": load_script("probe_kit").RunsCode(marker)}, out / "checkpoint.pt")
     with pytest.raises(SystemExit):
         train_search.main(["--resume", str(out)])
     assert not marker.exists()

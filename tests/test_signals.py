@@ -96,3 +96,28 @@ def test_under_torchrun_every_rank_stops_at_the_same_step(tmp_path):
     run(torchrun("--resume", str(parts)))
     same_search(whole, parts)
     assert results(whole)["epochs"][-1]["arch_digests"] == results(parts)["epochs"][-1]["arch_digests"]
+
+
+def test_a_resumed_search_with_diagnostics_and_a_benchmark_equals_an_uninterrupted_one(tmp_path):
+    """Exploration, sharpness and benchmark queries on: the sharpness batches are read apart from
+    the evaluation loader's passes, so the resumed epoch validates on the whole architecture half,
+    and results.json ends equal to an uninterrupted run's."""
+    from itertools import product
+
+    from nb201_fixture import write_tiny_benchmark
+    from space201.model_search import OPS, genotype_string
+
+    bench = tmp_path / "bench.pth"
+    write_tiny_benchmark(bench, archs=[genotype_string(ops) for ops in product(range(len(OPS)), repeat=6)][::311])
+    diagnostics = ["--sample_archs", "4", "--hessian_freq", "1", "--hessian_batches", "2", "--api_path", str(bench)]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    run(python(*diagnostics, "--output_dir", str(whole)))
+    status, _, _ = interrupt(python(*diagnostics, "--output_dir", str(parts)), [signal.SIGTERM])
+    assert status == 128 + signal.SIGTERM and results(parts)["stopped"]["epoch"] == 2
+    run([sys.executable, "201-space/train_search.py", "--resume", str(parts)])
+    a, b = results(whole), results(parts)
+    same = ("train_loss", "train_acc", "valid_loss", "valid_acc", "arch", "genotype", "benchmark", "exploration",
+            "hessian_eigenvalue", "hessian_eigenvalue_largest_magnitude")
+    for ea, eb in zip(a["epochs"], b["epochs"]):
+        assert {key: ea[key] for key in same} == {key: eb[key] for key in same}
+    assert "hessian_eigenvalue" in a["epochs"][1] and a["epochs"][1]["exploration"]["samples"] == 4
