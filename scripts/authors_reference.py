@@ -13,6 +13,11 @@ weight step on another (gradient clip 5 over all parameters), their accuracy and
 Prints JSON in scripts/benchmark_search.py's form: median step, images/s and memory (on a
 GPU: max allocated, max reserved and device used, context included), so the two codes' rows
 sit in one table. Batches are random tensors already on the device, for both codes.
+
+`--check` compares instead of timing, in float64 on the CPU: their supernet and ours, the same
+weights (copied from theirs), the same batch and the same random stream (their six per-edge
+Dirichlet draws and our one batched draw take the same numbers), must give the same loss, the
+same gradient of every weight and of alpha, and the same BatchNorm statistics.
 """
 import argparse
 import json
@@ -91,6 +96,44 @@ def step(objects, batch, arch_batch, meters):
         meter.update(value, x.size(0))
 
 
+def differential(modules, k, num_cells=2, channels=8):
+    """Their network and ours on the same weights, batch and random stream: the largest relative
+    differences of the loss, the weight and alpha gradients and the BatchNorm statistics."""
+    from space201.model_search import Network
+
+    torch.set_default_dtype(torch.float64)
+    theirs = modules[2].TinyNetwork(C=channels, N=num_cells, max_nodes=4, num_classes=10,
+                                    criterion=nn.CrossEntropyLoss(), search_space=modules[1].NAS_BENCH_201, k=k,
+                                    species="dirichlet", reg_type="l2", reg_scale=1e-3)
+    ours = Network(channels, num_cells, 10, "dirichlet", k)
+    pairs = list(zip([t for name, t in theirs.state_dict().items() if name != "_arch_parameters"],
+                     [t for name, t in ours.state_dict().items() if name != "arch.cell.alpha"]))
+    for their_tensor, our_tensor in pairs:  # the same modules in the same order
+        assert their_tensor.shape == our_tensor.shape, (their_tensor.shape, our_tensor.shape)
+        our_tensor.copy_(their_tensor)
+    ours.arch["cell"].alpha.data.copy_(theirs._arch_parameters.data)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g)
+    losses = []
+    for network, loss in ((theirs, theirs._loss), (ours, ours.loss)):
+        torch.manual_seed(7)  # the mixing weights' draw
+        losses.append(loss(x, y))
+        losses[-1].backward()
+
+    def gap(a, b):
+        return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+    grads = [(a.grad, b.grad) for a, b in zip([p for n, p in theirs.named_parameters() if n != "_arch_parameters"],
+                                            ours.weight_parameters())]
+    return {"loss": gap(losses[0].detach(), losses[1].detach()),
+            "weight_gradients": max(gap(a, b) for a, b in grads),
+            "alpha_gradient": gap(theirs._arch_parameters.grad, ours.arch["cell"].alpha.grad),
+            "batchnorm_statistics": max(gap(a, b) for a, b in zip(
+                [t for n, t in theirs.state_dict().items() if "running" in n],
+                [t for n, t in ours.state_dict().items() if "running" in n])),
+            "tensors_compared": len(pairs)}
+
+
 def synchronize(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -105,9 +148,14 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--check", action="store_true", help="compare their network with ours instead (float64, CPU)")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
+    device = torch.device("cpu" if args.check else args.device)
     modules = import_authors(args.authors, device)
+    if args.check:
+        report = {"code": "authors vs ours", "k": args.k, **differential(modules, args.k)}
+        print(json.dumps(report, indent=1))
+        return report
     torch.manual_seed(2)
     torch.backends.cudnn.benchmark = True  # as their script sets it
     torch.backends.cudnn.allow_tf32 = False  # IEEE fp32 as ours by default (their GTX 1080 Ti had no TF32)

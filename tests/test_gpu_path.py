@@ -1,9 +1,7 @@
 """The GPU path's bookkeeping, shown on the CPU: numerics and memory recorded per stage in
 results.json, --deterministic, the run's own GPU random state (a resume on a box with fewer
-GPUs), Adam's capturable state across resumes, rank 0's epoch-end work waited for on the CPU,
-and the authors' reference harness refusing a folder that is not their code."""
-import subprocess
-import sys
+GPUs), Adam's capturable state across resumes, and rank 0's epoch-end work waited for on the
+CPU."""
 from datetime import timedelta
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 from common import checkpoint, distributed, driver
 from common.architect import Architect
 from common.device import configure_backends
-from script_checks import ROOT, results
+from script_checks import results
 from space201 import train_search_progressive
 
 TINY = ["--dataset", "synthetic", "--data_limit", "128", "--batch_size", "32", "--init_channels", "8",
@@ -125,26 +123,9 @@ def test_init_distributed_makes_the_gloo_group_with_the_long_timeout(monkeypatch
     made = []
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
     monkeypatch.setattr(torch_dist, "init_process_group", lambda **kwargs: None)
     monkeypatch.setattr(torch_dist, "new_group", lambda **kwargs: made.append(kwargs) or "group")
     dist = distributed.init_distributed("cpu")
     assert dist.cpu_group == "group" and made == [{"backend": "gloo", "timeout": distributed.MAIN_WORK_TIMEOUT}]
-
-
-def test_the_authors_reference_refuses_a_folder_that_is_not_their_code(tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "authors_reference.py"), "--authors", str(tmp_path),
-                           "--device", "cpu"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        f"error: {tmp_path.resolve()} is not a checkout of the authors' DrNAS code (no 201-space/search_model.py)"]
-
-
-@pytest.mark.skipif(not (ROOT / ".authors" / "DrNAS" / "201-space").is_dir(),
-                    reason="the authors' code is not in .authors/DrNAS (fetch github.com/xiangning-chen/DrNAS there)")
-def test_the_authors_supernet_has_our_weight_count():
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "authors_reference.py"), "--authors",
-                           str(ROOT / ".authors" / "DrNAS"), "--device", "cpu", "--k", "8", "--steps", "1",
-                           "--warmup", "0", "--batch_size", "8"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    report = __import__("json").loads(done.stdout)
-    from space201.model_search import Network
-    assert report["weights"] == sum(p.numel() for p in Network(16, 5, 10, "dirichlet", 8).weight_parameters())
