@@ -103,7 +103,8 @@ def evaluate(model, loader, dist=None, amp=False):
     meter = Meter(device)
     for step, (x, y) in enumerate(loader):
         with autocast(device, amp):
-            logits = model(x).float()
+            logits = model(x)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 up, float64 kept
         meter.add(step, F.cross_entropy(logits, y), logits, y)
     loss, acc, _, _, _ = meter.read_global(dist)
     return loss, acc
