@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import common  # noqa: F401  first: space201 and darts_space are then this checkout's folders
+
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden.json"
 COMMON = ["--dataset", "cifar10", "--device", "cpu", "--report_freq", "1000"]
 RUNS = {  # name: (module, flags)
