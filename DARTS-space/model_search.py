@@ -1,7 +1,8 @@
 """The DARTS-space search network with partial channels `k`, as DrNAS uses it.
 
 Stem (CIFAR: 3x3 conv to `stem_multiplier * C` channels + BN; ImageNet: two stride-2
-convs, then one more), then `layers` cells; the cells at `layers // 3` and
+convs to `stem_multiplier * C / 2`, then `stem_multiplier * C` channels, then one more at that
+width, as the authors' model_search_imagenet.py), then `layers` cells; the cells at `layers // 3` and
 `2 * layers // 3` are reduction cells and double the channels. A cell has two inputs (the
 outputs of the two previous cells, preprocessed by 1x1 ReLU-conv-BN, or by a
 FactorizedReduce when the cell before reduced the size), `steps` intermediate nodes, one
@@ -85,16 +86,19 @@ class Network(SearchNetwork):
             c_stem = stem_multiplier * C
             self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
             C_prev_prev, C_prev, reduction_prev = c_stem, c_stem, False
-        else:  # ImageNet (PC-DARTS / DrNAS): stem0 divides the size by 4, stem1 by 2 more
+        else:  # ImageNet (PC-DARTS / DrNAS search): stem0 divides the size by 4, stem1 by 2 more;
+            # 3 -> 72 -> 144 -> 144 channels at C 48 (the evaluation network's stem stays at C)
+            c_stem = stem_multiplier * C
             self.stem0 = nn.Sequential(
-                nn.Conv2d(3, C // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C // 2),
+                nn.Conv2d(3, c_stem // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_stem // 2),
                 nn.ReLU(inplace=True),
-                nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C),
+                nn.Conv2d(c_stem // 2, c_stem, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_stem),
             )
             self.stem1 = nn.Sequential(
-                nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C),
+                nn.ReLU(inplace=False), nn.Conv2d(c_stem, c_stem, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(c_stem),
             )
-            C_prev_prev, C_prev, reduction_prev = C, C, True
+            C_prev_prev, C_prev, reduction_prev = c_stem, c_stem, True
         self.stem_type = stem
         cells, C_curr = [], C
         for i in range(layers):

@@ -9,10 +9,11 @@ them from C/k_old to C/k_new channels (progressive learning, paper section 2.3).
 input at even pixels, half at odd pixels), written as one 1x1 convolution with two groups
 over [x at even pixels, x at odd pixels]: the same function and parameter count as DARTS'
 pair of stride-2 convolutions, but a single (C_out, C_in, 1, 1) weight, so inside a mixed op
-every tensor dimension is C and the op can be widened. (Widening copies output channels
-across the two phases; widened weights are an initialisation, as the newly active input
-channels of a partial-channel edge are new data anyway.) Unlike DARTS' version it also
-accepts odd spatial sizes (the odd phase is zero-padded at the bottom/right).
+every tensor dimension is C and the op can be widened. Widening keeps every filter in its
+phase, as the authors widen their two convolutions apart (`output_channel_map`); widened
+weights are an initialisation, as the newly active input channels of a partial-channel edge
+are new data anyway. Unlike DARTS' version it also accepts odd spatial sizes (the odd phase
+is zero-padded at the bottom/right).
 
 `PRIMITIVES` are the 7 candidates of DrNAS's DARTS space (no `none`). Both pools are followed
 by a BatchNorm without affine parameters (`PoolBN`), in the search network and in the evaluation
@@ -139,6 +140,17 @@ class FactorizedReduce(nn.Module):
         if odd.shape[2:] != even.shape[2:]:  # odd height or width
             odd = F.pad(odd, (0, even.shape[3] - odd.shape[3], 0, even.shape[2] - odd.shape[2]))
         return self.bn(self.conv(torch.cat([even, odd], dim=1)))
+
+    @staticmethod
+    def output_channel_map(source_channel, old_width):
+        """Where each output channel of the widened op comes from (common/mixed_op.py), given the
+        edge's map g of `old_width` channels onto len(g): each half (phase) widened apart, as the
+        authors widen conv_1 and conv_2. A half keeps its old channels in place, and each new one
+        copies a channel of its own half, drawn from g's random part (uniform over the half)."""
+        half_old, grow = old_width // 2, (len(source_channel) - old_width) // 2
+        drawn = source_channel[old_width:] % half_old
+        kept = torch.arange(half_old, device=source_channel.device)
+        return torch.cat([kept, drawn[:grow], half_old + kept, half_old + drawn[grow:]])
 
 
 def _skip(C, stride, affine):

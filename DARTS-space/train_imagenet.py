@@ -5,11 +5,12 @@
 The flags and defaults below are the authors' (DrNAS / PC-DARTS train_imagenet.py): 250
 epochs, batch 768, SGD lr 0.5 (momentum 0.9, wd 3e-5), label smoothing 0.1, C 48, 14 layers,
 auxiliary weight 0.4, gradient clip 5, no drop-path; the learning rate decays linearly
-(default; PC-DARTS's `adjust_lr`, whose last 5 epochs have a smaller slope) or by cosine, after
-a 5-epoch linear warm-up, lr * (epoch + 1) / 5, when the batch exceeds 256. The data is the
-class-folder layout `<data>/train/<class>/*.JPEG`, `<data>/val/<class>/*.JPEG`
-(common/imagenet_data.py). The results JSON holds every epoch's top-1 and top-5 validation
-accuracy, the final and best top-1 and the parameter count. The loop is common/train.py.
+(default; PC-DARTS's `adjust_lr`, whose last 5 epochs have a smaller slope) or by cosine
+(`cosine`: theirs, one epoch ahead; `cosine_unshifted`), after a 5-epoch linear warm-up,
+lr * (epoch + 1) / 5, when the batch exceeds 256. The data is the class-folder layout
+`<data>/train/<class>/*.JPEG`, `<data>/val/<class>/*.JPEG` (common/imagenet_data.py). The
+results JSON holds every epoch's top-1 and top-5 validation accuracy, the final and best top-1
+and the parameter count. The loop is common/train.py.
 """
 import functools
 
@@ -33,7 +34,9 @@ def build_parser():
     flags.add_training_flags(p, epochs=250, init_channels=48, layers=14, auxiliary_weight=0.4, drop_path_prob=0.0,
                              arch="DrNAS_imagenet")
     p.add_argument("--label_smooth", type=flags.probability, default=0.1, help="label smoothing of the training loss")
-    p.add_argument("--lr_scheduler", default="linear", choices=DECAYS, help="decay after the warm-up")
+    p.add_argument("--lr_scheduler", default="linear", choices=DECAYS,
+                   help="decay after the warm-up; cosine: the authors' (stepped before each epoch, so one "
+                        "epoch ahead and the last epoch at lr 0), cosine_unshifted: epoch e at the cosine of e")
     p.add_argument("--warmup_epochs", type=flags.non_negative_int, default=5,
                    help=f"linear warm-up epochs, only when --batch_size > {WARMUP_ABOVE_BATCH}")
     p.add_argument("--workers", type=flags.non_negative_int, default=4, help="DataLoader worker processes (JPEG decoding)")

@@ -52,8 +52,9 @@ class DeviceLoader:
         self.pad, self.flip, self.cutout = int(pad), bool(flip), int(cutout)
         self.memory_format = memory_format  # of the batches: channels_last where the model is
         c = images.shape[1]
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
+        dtype = torch.get_default_dtype()  # of the batches: float32 unless a float64 run asks
+        self.mean = torch.tensor(mean, dtype=dtype, device=self.device).view(1, c, 1, 1)
+        self.std = torch.tensor(std, dtype=dtype, device=self.device).view(1, c, 1, 1)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
@@ -185,7 +186,7 @@ class DeviceLoader:
         else:
             x = self.images[idx]
         # same op order as ToTensor + Normalize, so values match torchvision's
-        x = x.float().div_(255).sub_(self.mean).div_(self.std)
+        x = x.to(self.mean.dtype).div_(255).sub_(self.mean).div_(self.std)
         if self.cutout > 0:
             x = self._apply_cutout(x, bsz, h, w)
         return x.contiguous(memory_format=self.memory_format)

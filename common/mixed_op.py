@@ -32,13 +32,16 @@ def channel_shuffle(x, groups):
     return x.reshape(batch, channels, height, width)
 
 
-def widen_like(tensor, new_shape, old_width, new_width, source_channel):
-    """Index every dimension that grows from `old_width` to `new_width` with g (paper eq. 8)."""
+def widen_like(tensor, new_shape, old_width, new_width, source_channel, output_channel=None):
+    """Index every dimension that grows from `old_width` to `new_width` with g (paper eq. 8);
+    the first (output channels, BatchNorm features) with `output_channel` where the op maps its
+    outputs apart from its inputs (FactorizedReduce's two phases)."""
     for dim, (old, new) in enumerate(zip(tensor.shape, new_shape)):
         if old != new:
             if (old, new) != (old_width, new_width):
                 raise ValueError(f"cannot widen a {tuple(tensor.shape)} tensor to {tuple(new_shape)}")
-            tensor = tensor.index_select(dim, source_channel)
+            index = output_channel if dim == 0 and output_channel is not None else source_channel
+            tensor = tensor.index_select(dim, index)
     return tensor
 
 
@@ -88,22 +91,26 @@ class MixedOp(nn.Module):
         `source_channel[j]` is g(j): new channel j copies old channel g(j) in every tensor
         dimension that grows (conv output and input channels, depthwise groups, BatchNorm
         weights and running statistics). One map serves every op of the edge, so the
-        widened channels stay consistent through the sum of the ops. Returns
-        {old parameter: (new parameter, widen function)} for the optimizer's state to follow.
+        widened channels stay consistent through the sum of the ops; an op whose outputs are
+        laid out apart from its inputs maps them itself (`output_channel_map`). Every tensor
+        keeps its dtype and device. Returns {old parameter: (new parameter, widen function)}
+        for the optimizer's state to follow.
         """
         old_width, new_width = self.channels // self.k, self.channels // k_new
         moved = {}
         for index in kept:
             old = self.ops[index]
-            new = self.make_op(self.op_names[index], new_width).to(source_channel.device)
+            new = self.make_op(self.op_names[index], new_width)
+            output_map = getattr(old, "output_channel_map", None)
+            widen = functools.partial(widen_like, old_width=old_width, new_width=new_width,
+                                      source_channel=source_channel,
+                                      output_channel=output_map(source_channel, old_width) if output_map else None)
             old_params = dict(old.named_parameters())
-            state = {name: widen_like(tensor, new_tensor.shape, old_width, new_width, source_channel)
+            state = {name: widen(tensor, new_tensor.shape)
                      for (name, tensor), new_tensor in zip(old.state_dict().items(), new.state_dict().values())}
-            new.load_state_dict(state)
+            new.load_state_dict(state, assign=True)  # the widened tensors themselves: dtype and device kept
             for name, param in new.named_parameters():
-                moved[old_params[name]] = (param, functools.partial(
-                    widen_like, new_shape=param.shape, old_width=old_width,
-                    new_width=new_width, source_channel=source_channel))
+                moved[old_params[name]] = (param, functools.partial(widen, new_shape=param.shape))
             self.ops[index] = new
         self.k = k_new
         return moved

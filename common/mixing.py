@@ -76,10 +76,16 @@ METHODS = {
 }
 
 
-def annealed_tau(epoch, epochs, tau_max=10.0, tau_min=1.0):
+FIRST_EPOCH_TAU = 10.0  # the authors' networks start at tau 10; their loop sets tau after epoch 0 only
+
+
+def annealed_tau(epoch, epochs, tau_max=10.0, tau_min=1.0, first_epoch_tau=FIRST_EPOCH_TAU):
     """Gumbel temperature of `epoch` (0-based): the authors' linear steps of
     (tau_max - tau_min) / epochs, so the last epoch runs at tau_min + (tau_max - tau_min) / epochs
-    (1.09 for 10 -> 1 over 100 epochs), not at tau_min."""
+    (1.09 for 10 -> 1 over 100 epochs), not at tau_min; epoch 0 runs at `first_epoch_tau`, their
+    networks' initial 10 whatever --tau_max (None: tau_max)."""
+    if epoch == 0 and first_epoch_tau is not None:
+        return first_epoch_tau
     return tau_max - (tau_max - tau_min) * epoch / epochs
 
 

@@ -54,6 +54,8 @@ class SearchNetwork(nn.Module):
         for cell_type, arch in self.arch.items():
             mixing = arch.sample()
             draws[cell_type] = Draw(mixing, arch.kept, arch.hard_choices(mixing), arch.edge_weights())
+        # GDAS: the op each edge computes in this forward (common/unsampled_ops.py)
+        self.sampled_ops = {cell_type: draw.hard for cell_type, draw in draws.items() if draw.hard is not None}
         return draws
 
     def weight_parameters(self):

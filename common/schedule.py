@@ -59,7 +59,7 @@ def continued_cosine(epoch, *, lr, lr_min, total_epochs, stage_starts=(0,), warm
 
 
 STAGE_LR = {"restart": restarted_cosine, "continue": continued_cosine}
-DECAYS = ("linear", "cosine")
+DECAYS = ("linear", "cosine", "cosine_unshifted")
 
 
 def imagenet_training_lr(epoch, *, lr, epochs, decay="linear", warmup_epochs=5):
@@ -67,10 +67,20 @@ def imagenet_training_lr(epoch, *, lr, epochs, decay="linear", warmup_epochs=5):
     lr (epoch + 1) / warmup_epochs (already shortened to 0 at batch 256 or less:
     `warmup_epochs_for`), a linear decay (PC-DARTS's `adjust_lr`: (E - 5 - e) / (E - 5) while
     more than 5 epochs remain, then (E - e) / (5 (E - 5)), a smaller slope; runs of at most 5
-    epochs decay plainly, (E - e) / E) or a cosine to 0."""
+    epochs decay plainly, (E - e) / E) or a cosine to 0.
+
+    `cosine` is the authors' option: their loop steps the scheduler at the start of an epoch,
+    so epoch e runs at the cosine of e + 1, recursing from the last warm-up lr as PyTorch's
+    scheduler does: lr c(e + 1) / c(W) with c(x) = 1 + cos(pi x / E); the last epoch runs at 0.
+    `cosine_unshifted`: epoch e at lr c(e) / 2."""
     if epoch < warmup_epochs:
         return lr * (epoch + 1) / warmup_epochs
     if decay == "cosine":
+        def c(e):
+            return 1.0 + math.cos(math.pi * e / epochs)
+
+        return lr * c(epoch + 1) / c(warmup_epochs)
+    if decay == "cosine_unshifted":
         return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
     tail = 5
     if epochs <= tail:

@@ -30,9 +30,10 @@ from common.distributed import check_sync_enabled, wrap_ddp
 from common.driver import Task
 from common.epoch import run_epoch
 from common.meter import Meter
-from common.mixing import METHODS, annealed_tau
+from common.mixing import FIRST_EPOCH_TAU, METHODS, annealed_tau
 from common.progressive import enter_stage, load_masks, masks, stage_of
 from common.results import benchmark_lines
+from common.unsampled_ops import sampled_weights, step_unsampled
 
 
 def finite(tensors):
@@ -41,25 +42,31 @@ def finite(tensors):
 
 
 def search_step(model, architect, weight_optimizer, batch, arch_batch, *, update_arch, grad_clip, amp=False,
-                forward=None):
+                forward=None, unsampled_ops=None):
     """One bilevel step; returns (weight loss, logits, healthy), detached, still on the device;
     `healthy` is false when the architecture loss, alpha or the weights went non-finite.
 
     `forward`: the module the weight step runs, DistributedDataParallel around `model` under
-    torchrun (default `model`); `amp`: bfloat16 autocast of the weight step's forward."""
+    torchrun (default `model`); `amp`: bfloat16 autocast of the weight step's forward;
+    `unsampled_ops` (GDAS): "step" keeps the ops sampled before stepping (common/unsampled_ops.py;
+    the architecture forward's samples count in one process only), else None."""
     x, y = batch
     model.train()
-    healthy = None
+    healthy, arch_sampled = None, frozenset()
     if update_arch:
         lr = weight_optimizer.param_groups[0]["lr"]
         arch_loss = architect.step(x, y, *arch_batch, lr=lr, weight_optimizer=weight_optimizer)
         healthy = torch.isfinite(arch_loss) & finite(model.arch_parameters())
+        if unsampled_ops == "step" and forward is None:
+            arch_sampled = sampled_weights(model)
     weights = model.weight_parameters()
     weight_optimizer.zero_grad(set_to_none=True)
     with autocast(x.device, amp):
         logits = (model if forward is None else forward)(x)
         loss = F.cross_entropy(logits, y)
     loss.backward(inputs=weights)  # weight gradients only: the architecture has its own step
+    if unsampled_ops == "step":
+        step_unsampled(weight_optimizer, weights, arch_sampled)
     nn.utils.clip_grad_norm_(weights, grad_clip)  # the weights only (the authors' 201 code clipped alpha too)
     weight_optimizer.step()
     healthy = finite(weights) if healthy is None else healthy & finite(weights)
@@ -67,13 +74,13 @@ def search_step(model, architect, weight_optimizer, batch, arch_batch, *, update
 
 
 def search_epoch(model, architect, weight_optimizer, train_loader, arch_stream, *, update_arch, grad_clip,
-                 amp=False, forward=None, dist=None, check_sync=False, graph=None, **loop):
+                 amp=False, forward=None, dist=None, check_sync=False, graph=None, unsampled_ops=None, **loop):
     """One epoch of search steps; returns (mean weight loss, accuracy %), over all ranks of
     `dist`; `graph`: a common.cuda_graph.StepGraph of the step (--cuda_graph), else eager;
     `loop` holds common.epoch.run_epoch's progress, check_divergence, stop and start."""
     def eager(x, y, *arch_batch):
         return search_step(model, architect, weight_optimizer, (x, y), arch_batch, update_arch=update_arch,
-                           grad_clip=grad_clip, amp=amp, forward=forward)
+                           grad_clip=grad_clip, amp=amp, forward=forward, unsampled_ops=unsampled_ops)
 
     def step(batch):
         tensors = (*batch, *next(arch_stream)) if update_arch else tuple(batch)
@@ -103,7 +110,8 @@ def evaluate(model, loader, dist=None, amp=False):
     meter = Meter(device)
     for step, (x, y) in enumerate(loader):
         with autocast(device, amp):
-            logits = model(x).float()
+            logits = model(x)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 up, float64 kept
         meter.add(step, F.cross_entropy(logits, y), logits, y)
     loss, acc, _, _, _ = meter.read_global(dist)
     return loss, acc
@@ -116,9 +124,10 @@ class TauSchedule:
     epochs: int
     tau_max: float
     tau_min: float
+    first_epoch_tau: Optional[float] = FIRST_EPOCH_TAU  # the authors' 10, whatever tau_max
 
     def __call__(self, epoch):
-        return annealed_tau(epoch, self.epochs, self.tau_max, self.tau_min)
+        return annealed_tau(epoch, self.epochs, self.tau_max, self.tau_min, self.first_epoch_tau)
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,7 @@ class SearchConfig:
     hessian_freq: int = 0  # every this many epochs, the largest Hessian eigenvalue (0: never)
     hessian_batches: int = 2  # fixed validation batches for the eigenvalue
     cuda_graph: bool = False  # replay the step from a CUDA graph (common/cuda_graph.py)
+    unsampled_ops: Optional[str] = None  # GDAS: "step" or "freeze" (common/unsampled_ops.py)
 
 
 @dataclass
@@ -232,7 +242,8 @@ class SearchTask(Task):
             self.model, objects.architect, self.optimizer, objects.loaders.train, cycle(objects.loaders.arch),
             update_arch=self.update_arch, grad_clip=self.config.grad_clip, progress=progress,
             check_divergence=check_divergence, amp=self.config.amp, forward=self.forward, dist=self.dist,
-            check_sync=self.check_sync, graph=self.graph, stop=stop, start=start)
+            check_sync=self.check_sync, graph=self.graph, unsampled_ops=self.config.unsampled_ops, stop=stop,
+            start=start)
 
     def evaluate(self, epoch):
         if epoch < self.config.valid_from_epoch:

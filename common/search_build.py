@@ -74,12 +74,14 @@ def stage_schedule(args, optimizer, stages, warmup_epochs=0):
 def search_config(args, space, stages):
     tau = None
     if METHODS[args.method].uses_tau:  # SNAS, GDAS: annealed linearly over all epochs
-        tau = TauSchedule(sum(stage.epochs for stage in stages), args.tau_max, args.tau_min)
+        tau = TauSchedule(sum(stage.epochs for stage in stages), args.tau_max, args.tau_min,
+                          args.first_epoch_tau)
     return SearchConfig(
         space=space.name, stages=tuple(stages), batch_size=args.batch_size, grad_clip=args.grad_clip, report_freq=args.report_freq,
         seed=args.seed, valid_from_epoch=args.valid_from_epoch, memory_format=MEMORY_FORMATS[args.memory_format],
         amp=args.amp, tau=tau, sample_archs=args.sample_archs, hessian_freq=args.hessian_freq,
-        hessian_batches=args.hessian_batches, cuda_graph=args.cuda_graph)
+        hessian_batches=args.hessian_batches, cuda_graph=args.cuda_graph,
+        unsampled_ops=args.unsampled_ops if METHODS[args.method].hard else None)
 
 
 def build_search(args, space, stages, device, *, loaders_factory, dist=None, checkpoint=None, benchmark=None,

@@ -3,8 +3,9 @@ shared ones are in common/flags.py. Each script passes every default itself."""
 from common import flags
 from common.architect import REG_TYPES
 from common.flags import fraction, non_negative_float, non_negative_int, positive_float, positive_int
-from common.mixing import DERIVE_RULES, METHODS
+from common.mixing import DERIVE_RULES, FIRST_EPOCH_TAU, METHODS
 from common.schedule import STAGE_LR
+from common.unsampled_ops import UNSAMPLED_OPS
 
 
 def add_split_flags(p, *, train_portion, cutout_length):
@@ -28,6 +29,12 @@ def add_arch_flags(p, *, method, arch_learning_rate, reg_type, reg_scale, arch_g
     p.add_argument("--unrolled", action="store_true", help="second-order architecture step")
     p.add_argument("--tau_max", type=positive_float, default=tau_max, help="initial Gumbel temperature (snas, gdas)")
     p.add_argument("--tau_min", type=positive_float, default=tau_min, help="final Gumbel temperature (snas, gdas)")
+    p.add_argument("--first_epoch_tau", type=positive_float, default=FIRST_EPOCH_TAU,
+                   help="Gumbel temperature of the first epoch (snas, gdas): the authors' networks start at 10 "
+                        "whatever --tau_max; give --tau_max's value for one straight line")
+    p.add_argument("--unsampled_ops", default="step", choices=UNSAMPLED_OPS,
+                   help="gdas: step = every op sampled before keeps getting weight decay and momentum at every step "
+                        "(the authors' zero gradients); freeze = an op not sampled in a step is left as it is")
 
 
 def add_plain_stage_flags(p, *, epochs, k, arch_start_epoch):

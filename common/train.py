@@ -79,7 +79,7 @@ def evaluate(model, loader, criterion=F.cross_entropy, dist=None, amp=False):
     for step, (x, y) in enumerate(loader):
         with autocast(device, amp):
             logits, _ = model(x)
-        logits = logits.float()
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 up, float64 kept
         meter.add(step, criterion(logits, y), logits, y)
         k = min(5, logits.shape[1])
         correct5 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()

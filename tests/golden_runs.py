@@ -3,9 +3,11 @@
     python tests/golden_runs.py --record     # writes tests/data/golden.json (after a change of results only)
 
 Each run reads a CIFAR-10-format set generated here from a fixed seed (random pixels: the
-numbers, not the learning, are what is pinned), on the CPU with one thread. The outputs kept
-are every epoch's alpha, losses and genotype, and the keys of results.json and of its epoch
-records; tests/test_golden.py compares a fresh run against the recorded file.
+numbers, not the learning, are what is pinned), on the CPU with one thread, in float64 (the
+default dtype while it runs: weights, batches and losses), where another CPU's kernels move the
+results by rounding only (tests/test_golden.py derives its tolerance from that). The outputs
+kept are every epoch's alpha, losses and genotype, and the keys of results.json and of its
+epoch records; tests/test_golden.py compares a fresh run against the recorded file.
 """
 import json
 import pickle
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+import common  # noqa: F401  first: space201 and darts_space are then this checkout's folders
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden.json"
 COMMON = ["--dataset", "cifar10", "--device", "cpu", "--report_freq", "1000"]
@@ -35,6 +39,7 @@ RUNS = {  # name: (module, flags)
                      "--layers", "3", "--auxiliary", "--cutout", "--drop_path_prob", "0.2"]),
 }
 EPOCH_VALUES = ("train_loss", "train_acc", "valid_loss", "test_loss", "lr", "genotype")
+DTYPE = torch.float64
 
 
 def machine():
@@ -77,23 +82,26 @@ def outputs(out_dir):
     }
 
 
-def run(name, data, out_dir):
+def run(name, data, out_dir, threads=1):
+    """One run in float64 on `threads` threads (another count sums in another order)."""
     import importlib
 
     module, flags = RUNS[name]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    saved = torch.get_num_threads(), torch.get_default_dtype()
+    torch.set_num_threads(threads)
+    torch.set_default_dtype(DTYPE)
     try:
         importlib.import_module(module).main([*COMMON, *flags, "--data", str(data), "--output_dir", str(out_dir)])
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(saved[0])
+        torch.set_default_dtype(saved[1])
     return outputs(out_dir)
 
 
 def record():
     with tempfile.TemporaryDirectory() as tmp:
         data = write_cifar10(Path(tmp) / "data")
-        golden = {"machine": machine(), "torch": str(torch.__version__),
+        golden = {"machine": machine(), "torch": str(torch.__version__), "dtype": str(DTYPE),
                   "runs": {name: run(name, data, Path(tmp) / name) for name in RUNS}}
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(json.dumps(golden, indent=1) + "\n")

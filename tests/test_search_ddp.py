@@ -161,3 +161,18 @@ def test_a_two_process_search_resumes_in_one_process(tmp_path):
     record = results(parts)
     assert record["finished"] and [e["k"] for e in record["epochs"]] == [2, 1]
     assert "arch_digests" in record["epochs"][0] and "arch_digests" not in record["epochs"][1]
+
+
+def test_gdas_under_torchrun_keeps_stepping_the_same_weights_on_every_rank(tmp_path):
+    """--unsampled_ops step under DDP: each rank samples its own architecture forward, so only
+    the weight forwards (DDP's averaged gradients) decide which weights step; every step checks
+    that the ranks hold identical weights (DRNAS_CHECK_SYNC=1)."""
+    out = tmp_path / "run"
+    proc = torchrun("201-space/train_search.py",
+                    ["--dataset", "synthetic", "--data_limit", "64", "--batch_size", "16", "--init_channels", "4",
+                     "--num_cells", "1", "--epochs", "2", "--method", "gdas", "--device", "cpu",
+                     "--output_dir", str(out)])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = results(out)
+    assert record["args"]["unsampled_ops"] == "step" and record["finished"]
+    assert all(len(set(epoch["arch_digests"])) == 1 for epoch in record["epochs"])

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CODE = [ROOT / "common", ROOT / "201-space", ROOT / "DARTS-space", ROOT / "scripts"]
 SEARCH_MODULES = {"common.search", "common.search_build", "common.search_flags", "common.architect", "common.mixing",
                   "common.progressive", "common.diagnostics", "common.hessian", "common.network", "common.mixed_op",
-                  "common.spaces"}
+                  "common.spaces", "common.unsampled_ops"}
 
 
 def python_files(folders):

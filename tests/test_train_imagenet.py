@@ -50,9 +50,9 @@ def test_linear_schedule_with_warmup_batch_768():
 def test_schedule_without_warmup_batch_256_and_cosine():
     f = [lr_factor(e, epochs=250, batch_size=256) for e in range(6)]
     assert f == pytest.approx([1.0, 244 / 245, 243 / 245, 242 / 245, 241 / 245, 240 / 245])
-    cos = [lr_factor(e, epochs=250, scheduler="cosine", batch_size=256) for e in (0, 125)]
+    cos = [lr_factor(e, epochs=250, scheduler="cosine_unshifted", batch_size=256) for e in (0, 125)]
     assert cos == pytest.approx([1.0, 0.5])
-    warm = [lr_factor(e, epochs=250, scheduler="cosine", batch_size=512) for e in (0, 4, 5)]
+    warm = [lr_factor(e, epochs=250, scheduler="cosine_unshifted", batch_size=512) for e in (0, 4, 5)]
     assert warm[:2] == pytest.approx([0.2, 1.0]) and warm[2] == pytest.approx(0.5 * (1 + np.cos(np.pi * 5 / 250)))
     assert [lr_factor(e, epochs=2, batch_size=4) for e in (0, 1)] == pytest.approx([1.0, 0.5])
 
