@@ -24,6 +24,7 @@ from common.loaders import training_loaders
 from common.run_folder import PROJECT_ROOT, default_output_dir
 from common.schedule import cosine_to_zero
 from common.train import training
+from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkCIFAR, resolve_genotype
 
@@ -62,7 +63,8 @@ def checked_loaders(args, device, dist=None):
 def run(args, dist=None):
     genotype = resolve_genotype(args.arch, args.allow_unfinished)
     return training(
-        args, space="darts", genotype=genotype_to_json(genotype), loaders_factory=checked_loaders,
+        args, space="darts", genotype=genotype_to_json(genotype), genotype_text=genotype_text(genotype),
+        loaders_factory=checked_loaders,
         schedule=cosine_to_zero,
         build_model=lambda classes: NetworkCIFAR(args.init_channels, classes, args.layers, args.auxiliary, genotype),
         default_dir=lambda: default_output_dir("DARTS-space", args.dataset, args.save, args.seed, kind="eval"),
