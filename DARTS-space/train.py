@@ -5,8 +5,9 @@
 
 The flags and defaults below are the authors' (their train.py): 600 epochs, batch 64, SGD lr
 0.025 (momentum 0.9, wd 3e-4) with cosine annealing to 0, C 36, 20 layers, auxiliary weight
-0.4, cutout 16 px, drop-path 0.3 ramped linearly, gradient clip 5. `--arch` takes a published
-genotype name (genotypes.py), a search's results.json (or its run folder) or a genotype JSON.
+0.4, cutout 16 px, drop-path 0.3 ramped linearly, gradient clip 5. `--arch` takes the name of
+any genotype in genotypes.py, `Genotype(...)` text as the authors' logs print it, a search's
+results.json (or its run folder) or a genotype JSON; `--count_params` prints the size and exits.
 Training uses the whole training set, evaluation the test split; the results JSON holds every
 epoch's test accuracy, the final and best test accuracy and the parameter count. `--device`,
 `--resume`, `--output_dir`, `--stop_after_epoch`, `--data_limit`, `--amp` and

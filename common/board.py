@@ -15,7 +15,8 @@
     hparams                              the run's flags with its final figures (final/...), once
                                          the run has finished
 
-Every function takes a `RunFolder`-like object whose `tb` is a SummaryWriter.
+Every function takes the run's SummaryWriter (`RunFolder.tb`); common/driver.py calls them on
+rank 0 only.
 """
 import re
 

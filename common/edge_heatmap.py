@@ -73,8 +73,8 @@ def plot_edge_heatmap(run, label, out, series, plt):
     values = {cell: deviations(w) for cell, w in last.items()}
     exponent = unit_exponent([row for rows in values.values() for row in rows])
     epoch = max(epochs[-1] for epochs, _ in series.values())
-    fig, axes = plt.subplots(1, len(values), figsize=(3.9 * len(values) + 1.4, 0.34 * max(map(len, last.values())) + 2.4),
-                             squeeze=False, layout="constrained")
+    size = (3.9 * len(values) + 1.4, 0.34 * max(map(len, last.values())) + 2.4)
+    fig, axes = plt.subplots(1, len(values), figsize=size, squeeze=False, layout="constrained")
     recorded = run.get("edge_labels") if isinstance(run.get("edge_labels"), dict) else {}
     for ax, (cell, rows) in zip(axes[0], values.items()):
         labels = recorded.get(cell) if isinstance(recorded.get(cell), list) else []

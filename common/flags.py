@@ -90,7 +90,8 @@ def add_weight_flags(p, *, batch_size, learning_rate, momentum, weight_decay, gr
     p.add_argument("--learning_rate", type=positive_float, default=learning_rate, help="initial (peak) learning rate")
     p.add_argument("--momentum", type=bounded(float, 0.0, 1.0, high_open=True), default=momentum,
                    help="SGD momentum of the weights")
-    p.add_argument("--weight_decay", type=non_negative_float, default=weight_decay, help="SGD weight decay of the weights")
+    p.add_argument("--weight_decay", type=non_negative_float, default=weight_decay,
+                   help="SGD weight decay of the weights")
     p.add_argument("--grad_clip", type=positive_float, default=grad_clip, help="gradient-norm clip of the weights")
     p.add_argument("--seed", type=seed_type, default=seed, help="random seed of everything the run draws")
 
@@ -116,7 +117,8 @@ def add_speed_flags(p, *, memory_format):
 
 def add_run_flags(p, data_limit_help="use only the first N training images"):
     """Where a run goes, on what device, and how it stops and resumes: every script has these."""
-    p.add_argument("--report_freq", type=positive_int, default=50, help="log every N steps (non-terminal output)")
+    p.add_argument("--report_freq", type=positive_int, default=50,
+                   help="a progress line and a point of TensorBoard's per-step curves every N steps")
     p.add_argument("--save", default="exp", help="experiment name, part of the output folder name")
     p.add_argument("--output_dir", default=None, help="output folder (default: experiments/<space>/<dataset>/...)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

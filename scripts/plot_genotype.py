@@ -43,8 +43,9 @@ def resolve(target):
 
         if text.startswith("Genotype("):
             raise
+        names = ", ".join(named_genotypes())
         raise UserError(f"{target[:80]!r} is neither a run folder or results.json, a genotype of genotypes.py "
-                        f"({', '.join(named_genotypes())}), Genotype(...) text, nor a NAS-Bench-201 cell string") from None
+                        f"({names}), Genotype(...) text, nor a NAS-Bench-201 cell string") from None
 
 
 def build_parser():
