@@ -37,6 +37,7 @@ from space201.cell import EDGES, NUM_NODES, OPS, ResidualBlock, genotype_string,
 # The default --arch: NAS-Bench-201's best cell on CIFAR-10
 BEST_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 CELL_FORM = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
+STRUCTURE = re.compile(r"Structure\(\d+ nodes with (\|.*\|)\)")  # how xautodl's Structure prints a cell
 
 
 # --- the cell string -----------------------------------------------------------------------------
@@ -68,10 +69,14 @@ def cell_ops(genotype):
 
 
 def resolve_cell(arch, allow_unfinished=False):
-    """The cell string that `--arch` names: a cell string, or a NAS-Bench-201 search's
+    """The cell string that `--arch` names: a cell string (or the authors' logged
+    `Structure(4 nodes with |...|)`), or a NAS-Bench-201 search's
     results.json (its final "genotype") or run folder, read by common/genotype_source.py; a
     search that has not finished is refused unless `allow_unfinished`. One-line UserErrors."""
     arch = str(arch).strip()
+    printed = STRUCTURE.fullmatch(arch)  # the authors' logs print their genotype as Structure(...)
+    if printed:
+        arch = printed.group(1)
     if "|" in arch and not os.path.exists(arch):  # no path has a '|', every cell string has
         parse_cell(arch)
         return arch

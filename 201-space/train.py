@@ -14,8 +14,9 @@ and no drop-path. The seed is 0 (the benchmark trained seeds 777, 888 and 999). 
 cell string (default: NAS-Bench-201's best cell on CIFAR-10, model.BEST_CELL), or a NAS-Bench-201
 search's results.json or run folder (its final genotype). Training uses the whole training set,
 evaluation the test split (the benchmark's "cifar10" setting, not "cifar10-valid"); the results
-JSON records space "201", the cell, every epoch's test accuracy, the final and best test
-accuracy and the parameter count. `--device`, `--resume`, `--output_dir`, `--stop_after_epoch`,
+JSON records space "201", the cell, every epoch's test accuracy, the final test accuracy (the
+benchmark's figure: no "best" epoch chosen on the test set) and the parameter count;
+`--count_params` prints the count alone. `--device`, `--resume`, `--output_dir`, `--stop_after_epoch`,
 `--data_limit`, `--amp`, `--memory_format` and `--dataset folder` (any class-folder dataset,
 common/folder_data.py) are additions. The loop is common/train.py.
 
@@ -43,15 +44,15 @@ def build_parser():
                            grad_clip=None, seed=0)
     p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True,
                    help="Nesterov momentum (the benchmark's)")
-    p.add_argument("--epochs", type=flags.positive_int, default=200)
+    p.add_argument("--epochs", type=flags.training_epochs, default=200, help="training epochs")
     p.add_argument("--init_channels", type=flags.positive_int, default=16, help="C: channels of the first stage")
     p.add_argument("--num_cells", type=flags.positive_int, default=5, help="N: cells per stage")
     p.add_argument("--arch", default=BEST_CELL,
-                   help="a NAS-Bench-201 cell string, or a NAS-Bench-201 search's results.json or run folder")
+                   help="a NAS-Bench-201 cell string (or the authors' logged Structure(4 nodes with |...|)), "
+                        "or a NAS-Bench-201 search's results.json or run folder")
     p.add_argument("--allow_unfinished", action="store_true",
                    help="take the genotype of a search that has not finished (an intermediate one)")
-    # what the shared loop reads of the DARTS networks' extras: the benchmark's network has none
-    p.set_defaults(auxiliary=False, auxiliary_weight=0.0, drop_path_prob=0.0)
+    flags.add_count_flag(p)
     flags.add_cutout_flags(p, cutout_length=16)
     flags.add_speed_flags(p, memory_format="contiguous")
     flags.add_run_flags(p)
@@ -67,7 +68,7 @@ def run(args, dist=None):
         args, space="201", genotype=cell, loaders_factory=training_loaders, schedule=cosine_to_zero,
         build_model=lambda classes: TinyNetwork(args.init_channels, args.num_cells, cell, classes),
         default_dir=lambda: default_output_dir("201-space", args.dataset, args.save, args.seed, kind="eval"),
-        nesterov=args.nesterov, dist=dist)
+        nesterov=args.nesterov, dist=dist, extras=False, report_best=False)
 
 
 main = launch.entry_point(build_parser, run)

@@ -4,7 +4,7 @@ standard DARTS `NetworkCIFAR` / `NetworkImageNet`, with auxiliary head and drop-
     Cell(genotype, C_prev_prev, C_prev, C, reduction, reduction_prev)
     NetworkCIFAR(C, num_classes, layers, auxiliary, genotype)      # C 36, 20 layers
     NetworkImageNet(C, num_classes, layers, auxiliary, genotype)   # C 48, 14 layers
-    resolve_genotype(arch) -> Genotype   # a published name, or a results / genotype JSON
+    resolve_genotype(arch) -> Genotype   # a name in genotypes.py, Genotype(...) text, a results / genotype JSON
     count_parameters(model) -> float     # millions, auxiliary head not counted
 
 A cell preprocesses its two inputs (the outputs of the two previous cells) to C channels:
@@ -32,7 +32,8 @@ from common.errors import UserError, one_line
 from common.genotype_source import final_genotype, read_arch_json
 from common.results import RESULTS_NAME
 from common.train import count_parameters  # noqa: F401  (part of this module's API)
-from darts_space.genotypes import GENOTYPES, Genotype, genotype_from_json
+from darts_space.genotype_text import genotype_from_text, named_genotypes
+from darts_space.genotypes import Genotype, genotype_from_json
 from darts_space.operations import OPS, FactorizedReduce, ReLUConvBN
 
 
@@ -219,21 +220,28 @@ class NetworkImageNet(_Network):
 
 # --- --arch ----------------------------------------------------------------------------------
 def resolve_genotype(arch, allow_unfinished=False):
-    """The Genotype that `--arch` names: a published genotype (a key of GENOTYPES), or a
-    JSON file: a DARTS-space search's results.json (its "genotype" entry, the final one) or
-    a bare genotype (`genotype_to_json`'s dict). A search run folder holding results.json is
-    accepted too. A Genotype passes through. Anything else is a one-line UserError, and so is
-    a search that has not finished (its genotype is an intermediate one) unless
-    `allow_unfinished`. Reading the file is common/genotype_source.py's, shared with 201-space."""
+    """The Genotype that `--arch` names: the name of any Genotype in genotypes.py (the
+    published ones and any added there), `Genotype(...)` text as the authors' logs print it
+    (read as data, never run), or a JSON file: a DARTS-space search's results.json (its
+    "genotype" entry, the final one) or a bare genotype (`genotype_to_json`'s dict). A search
+    run folder holding results.json is accepted too. A Genotype passes through. Anything else
+    is a one-line UserError, and so is a search that has not finished (its genotype is an
+    intermediate one) unless `allow_unfinished`. Reading the file is common/genotype_source.py's,
+    shared with 201-space."""
     if isinstance(arch, Genotype):
         return arch
-    arch = str(arch)
-    if arch in GENOTYPES:
-        return GENOTYPES[arch]
-    names = ", ".join(GENOTYPES)
+    arch, named = str(arch).strip(), named_genotypes()
+    if arch in named:
+        return named[arch]
+    if arch.startswith("Genotype("):
+        try:
+            return genotype_from_text(arch)
+        except ValueError as err:
+            raise UserError(f"--arch {arch[:60]!r}...: not a genotype: {one_line(err)}") from None
+    names = ", ".join(named)
     file, data = read_arch_json(
-        arch, missing=f"--arch {arch!r} is neither a known genotype ({names}) nor an existing JSON file "
-                      f"(a search's {RESULTS_NAME} or a genotype)",
+        arch, missing=f"--arch {arch[:120]!r} is neither a genotype of genotypes.py ({names}), nor Genotype(...) "
+                      f"text, nor an existing JSON file (a search's {RESULTS_NAME} or a genotype)",
         folder_hint=f"pass a DARTS-space search run folder, its {RESULTS_NAME}, a genotype JSON or one of {names}")
     if isinstance(data, dict) and all(key in data for key in Genotype._fields):
         genotype = data  # a bare genotype

@@ -27,6 +27,7 @@ from common.fused import fresh_sum, shared_relu
 from common.mixed_op import MixedOp
 from common.mixing import DERIVE_RULES, ArchDistribution
 from common.network import SearchNetwork
+from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import derive as derive_genotype, genotype_to_json, num_edges
 from darts_space.operations import PRIMITIVES, FactorizedReduce, ReLUConvBN, search_op
 
@@ -131,6 +132,10 @@ class Network(SearchNetwork):
         """The genotype (a JSON-able dict) given mixing weights {'normal': edges x ops, 'reduce': ...}:
         per node the 2 edges whose best op weighs most (darts_space.genotypes.derive)."""
         return genotype_to_json(derive_genotype(mixing["normal"], mixing["reduce"], PRIMITIVES, self.steps, self.multiplier))
+
+    def genotype_text(self, genotype):
+        """`Genotype(...)`, as the authors' logs print it: pastable into genotypes.py and `--arch`."""
+        return genotype_text(genotype)
 
 
 def build(*, num_classes, k, init_channels, layers, method, derive):

@@ -5,8 +5,9 @@
 
 The flags and defaults below are the authors' (their train.py): 600 epochs, batch 64, SGD lr
 0.025 (momentum 0.9, wd 3e-4) with cosine annealing to 0, C 36, 20 layers, auxiliary weight
-0.4, cutout 16 px, drop-path 0.3 ramped linearly, gradient clip 5. `--arch` takes a published
-genotype name (genotypes.py), a search's results.json (or its run folder) or a genotype JSON.
+0.4, cutout 16 px, drop-path 0.3 ramped linearly, gradient clip 5. `--arch` takes the name of
+any genotype in genotypes.py, `Genotype(...)` text as the authors' logs print it, a search's
+results.json (or its run folder) or a genotype JSON; `--count_params` prints the size and exits.
 Training uses the whole training set, evaluation the test split; the results JSON holds every
 epoch's test accuracy, the final and best test accuracy and the parameter count. `--device`,
 `--resume`, `--output_dir`, `--stop_after_epoch`, `--data_limit`, `--amp` and
@@ -24,6 +25,7 @@ from common.loaders import training_loaders
 from common.run_folder import PROJECT_ROOT, default_output_dir
 from common.schedule import cosine_to_zero
 from common.train import training
+from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkCIFAR, resolve_genotype
 
@@ -62,7 +64,8 @@ def checked_loaders(args, device, dist=None):
 def run(args, dist=None):
     genotype = resolve_genotype(args.arch, args.allow_unfinished)
     return training(
-        args, space="darts", genotype=genotype_to_json(genotype), loaders_factory=checked_loaders,
+        args, space="darts", genotype=genotype_to_json(genotype), genotype_text=genotype_text(genotype),
+        loaders_factory=checked_loaders,
         schedule=cosine_to_zero,
         build_model=lambda classes: NetworkCIFAR(args.init_channels, classes, args.layers, args.auxiliary, genotype),
         default_dir=lambda: default_output_dir("DARTS-space", args.dataset, args.save, args.seed, kind="eval"),

@@ -21,6 +21,7 @@ from common.imagenet_loader import imagenet_training_loaders
 from common.run_folder import PROJECT_ROOT, default_output_dir
 from common.schedule import DECAYS, WARMUP_ABOVE_BATCH, EpochLR, imagenet_training_lr, warmup_epochs_for
 from common.train import training
+from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkImageNet, resolve_genotype
 
@@ -55,7 +56,8 @@ def schedule(args, optimizer):
 def run(args, dist=None):
     genotype = resolve_genotype(args.arch, args.allow_unfinished)
     return training(
-        args, space="darts", genotype=genotype_to_json(genotype), loaders_factory=imagenet_training_loaders,
+        args, space="darts", genotype=genotype_to_json(genotype), genotype_text=genotype_text(genotype),
+        loaders_factory=imagenet_training_loaders,
         schedule=schedule, criterion=functools.partial(F.cross_entropy, label_smoothing=args.label_smooth),
         build_model=lambda classes: NetworkImageNet(args.init_channels, classes, args.layers, args.auxiliary, genotype),
         default_dir=lambda: default_output_dir("DARTS-space", "imagenet", args.save, args.seed, kind="eval"),

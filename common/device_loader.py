@@ -34,7 +34,7 @@ class DeviceLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                  mean, std, device, shuffle: bool = True, drop_last: bool = False,
                  pad: int = 0, flip: bool = False, cutout: int = 0, seed: int = 0,
-                 memory_format=torch.contiguous_format, rank: int = 0, world_size: int = 1):
+                 memory_format=torch.contiguous_format, rank: int = 0, world_size: int = 1, cutout_prob: float = 1.0):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if images.shape[0] != labels.shape[0]:
@@ -50,6 +50,7 @@ class DeviceLoader:
         self.labels = labels.to(self.device, torch.long)
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.pad, self.flip, self.cutout = int(pad), bool(flip), int(cutout)
+        self.cutout_prob = float(cutout_prob)  # the chance an image is cut out (1: all, no extra draw)
         self.memory_format = memory_format  # of the batches: channels_last where the model is
         c = images.shape[1]
         dtype = torch.get_default_dtype()  # of the batches: float32 unless a float64 run asks
@@ -70,14 +71,15 @@ class DeviceLoader:
     @classmethod
     def from_imageset(cls, imageset: ImageSet, indices=None, *, train: bool, batch_size: int,
                       device, seed: int, cutout: int = 0, drop_last: bool = False,
-                      memory_format=torch.contiguous_format, rank: int = 0, world_size: int = 1) -> "DeviceLoader":
+                      memory_format=torch.contiguous_format, rank: int = 0, world_size: int = 1,
+                      cutout_prob: float = 1.0) -> "DeviceLoader":
         """Training loader (shuffle, crop, flip) or evaluation loader (none) of a set or a subset."""
         if indices is not None:
             imageset = subset(imageset, indices)  # select on CPU: only the subset travels
         return cls(imageset.images, imageset.labels, batch_size=batch_size, mean=imageset.mean,
                    std=imageset.std, device=device, shuffle=train, drop_last=drop_last,
                    pad=imageset.pad if train else 0, flip=train, cutout=cutout, seed=seed,
-                   memory_format=memory_format, rank=rank, world_size=world_size)
+                   memory_format=memory_format, rank=rank, world_size=world_size, cutout_prob=cutout_prob)
 
     @property
     def num_images(self) -> int:
@@ -216,6 +218,9 @@ class DeviceLoader:
         in_rows = (self._rows[None, :] >= cy - half) & (self._rows[None, :] < cy + half)
         in_cols = (self._cols[None, :] >= cx - half) & (self._cols[None, :] < cx + half)
         mask = in_rows[:, :, None] & in_cols[:, None, :]
+        if self.cutout_prob < 1.0:  # --cutout_prob: each image cut out with this chance
+            chosen = torch.rand(bsz, generator=self.generator, device=self.device) < self.cutout_prob
+            mask &= chosen[:, None, None]
         return x.masked_fill_(mask[:, None], 0.0)
 
     def state_dict(self, mid_pass: bool = False) -> dict:

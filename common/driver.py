@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from common import board
 from common.checkpoint import (CHECKPOINT_NAME, loop_state, restore_loop_state, rng_state, save_checkpoint,
                                set_rng_state)
 from common.device import memory_mb
@@ -137,8 +138,10 @@ def _train(task, folder, epoch, is_main, stop, start):
     check = divergence_check(folder, epoch, task.fix, is_main)
     progress = None
     if is_main:
+        tb = getattr(folder, "tb", None)
         progress = Progress(folder.log, f"epoch {epoch + 1}", task.steps, task.batch_size, task.report_freq,
-                            steps_after=task.steps * (task.epochs - epoch - 1), first_step=start[0] if start else 0)
+                            steps_after=task.steps * (task.epochs - epoch - 1), first_step=start[0] if start else 0,
+                            on_report=board.step_curve(tb, epoch, task.steps) if tb is not None else None)
     started = time.time()
     loss, acc = task.train_epoch(epoch, progress, check, stop=stop, start=start)
     return loss, acc, started, time.time() - started
@@ -197,6 +200,8 @@ def drive(task, folder, *, start_epoch=0, stop_after_epoch=None, dist=None, sign
             folder.log.info(f"stopping after epoch {epoch + 1} as asked; continue with --resume {folder.dir}")
             return folder.results
     folder.save_results(finished=True)
+    if getattr(folder, "tb", None) is not None:
+        board.write_hparams(folder.tb, folder.results["args"], folder.results)
     for line in task.final_lines(folder.results):
         folder.log.info(line)
     return folder.results
@@ -210,6 +215,9 @@ def _record(task, folder, record, epoch):
     for line in task.summary(record, folder.results):
         folder.log.info(line)
     _scalars(folder, record)
+    if getattr(folder, "tb", None) is not None and "arch" in record:  # a search: alpha, beta, means, genotype
+        board.arch_epoch(folder.tb, record, folder.results, first=not getattr(folder, "layout_written", False))
+        folder.layout_written = True
     folder.results["wall_time_s"] = folder.elapsed_before + time.time() - folder.started
 
 

@@ -62,7 +62,7 @@ def add_data_flags(p, *, data, dataset, datasets, data_help=None):
             "; with --dataset folder, the dataset folder itself: DIR/<class>/<images>, or DIR/train/<class>/ "
             "and optionally DIR/val/<class>/" if "folder" in datasets else "")
     p.add_argument("--data", default=data, help=data_help)
-    p.add_argument("--dataset", default=dataset, choices=datasets)
+    p.add_argument("--dataset", default=dataset, choices=datasets, help="the dataset to train on")
     if "folder" in datasets:
         add_folder_flags(p)
 
@@ -79,17 +79,21 @@ def add_folder_flags(p):
 
 def add_cutout_flags(p, *, cutout_length):
     p.add_argument("--cutout", action="store_true", help="cutout augmentation")
-    p.add_argument("--cutout_length", type=positive_int, default=cutout_length)
+    p.add_argument("--cutout_length", type=positive_int, default=cutout_length, help="side of the cut-out square")
+    p.add_argument("--cutout_prob", type=bounded(float, 0.0, 1.0), default=1.0, metavar="P",
+                   help="with --cutout, the chance that an image is cut out (the authors' flag; 1: every image)")
 
 
 def add_weight_flags(p, *, batch_size, learning_rate, momentum, weight_decay, grad_clip, seed):
     """The network weights' SGD."""
     p.add_argument("--batch_size", type=positive_int, default=batch_size, help="the global batch (all processes)")
     p.add_argument("--learning_rate", type=positive_float, default=learning_rate, help="initial (peak) learning rate")
-    p.add_argument("--momentum", type=bounded(float, 0.0, 1.0, high_open=True), default=momentum)
-    p.add_argument("--weight_decay", type=non_negative_float, default=weight_decay)
+    p.add_argument("--momentum", type=bounded(float, 0.0, 1.0, high_open=True), default=momentum,
+                   help="SGD momentum of the weights")
+    p.add_argument("--weight_decay", type=non_negative_float, default=weight_decay,
+                   help="SGD weight decay of the weights")
     p.add_argument("--grad_clip", type=positive_float, default=grad_clip, help="gradient-norm clip of the weights")
-    p.add_argument("--seed", type=seed_type, default=seed)
+    p.add_argument("--seed", type=seed_type, default=seed, help="random seed of everything the run draws")
 
 
 def add_cosine_flags(p, *, learning_rate_min):
@@ -113,10 +117,13 @@ def add_speed_flags(p, *, memory_format):
 
 def add_run_flags(p, data_limit_help="use only the first N training images"):
     """Where a run goes, on what device, and how it stops and resumes: every script has these."""
-    p.add_argument("--report_freq", type=positive_int, default=50, help="log every N steps (non-terminal output)")
+    p.add_argument("--report_freq", type=positive_int, default=50,
+                   help="a progress line and a point of TensorBoard's per-step curves every N steps")
     p.add_argument("--save", default="exp", help="experiment name, part of the output folder name")
     p.add_argument("--output_dir", default=None, help="output folder (default: experiments/<space>/<dataset>/...)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--gpu", type=non_negative_int, default=None, metavar="N",
+                   help="the authors' flag: the same as --device cuda:N")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue the run in this folder, with its own flags (given ones may extend it)")
     p.add_argument("--overwrite", action="store_true", help="start a new run in a folder that holds one")
@@ -125,19 +132,39 @@ def add_run_flags(p, data_limit_help="use only the first N training images"):
     p.add_argument("--data_limit", type=positive_int, default=None, help=data_limit_help)
 
 
+def training_epochs(text):
+    """--epochs of a training: 0 would train nothing; counting the parameters is --count_params."""
+    value = _number(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} epochs train nothing: at least 1 (to count the network's "
+                                         "parameters without training, pass --count_params)")
+    return value
+
+
+training_epochs.__name__ = "int"
+
+
+def add_count_flag(p):
+    p.add_argument("--count_params", action="store_true",
+                   help="print the network's parameter count and exit (no data is read, nothing is trained)")
+
+
 def add_training_flags(p, *, epochs, init_channels, layers, auxiliary_weight, drop_path_prob, arch):
     """A network trained from scratch (train.py, train_imagenet.py)."""
-    p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--epochs", type=training_epochs, default=epochs, help="training epochs")
     p.add_argument("--init_channels", type=positive_int, default=init_channels, help="C: channels of the first stage")
     p.add_argument("--layers", type=bounded(int, 3), default=layers,
                    help="cells in the network (two of them reduction cells)")
     p.add_argument("--auxiliary", action="store_true", help="auxiliary head after the second reduction cell")
-    p.add_argument("--auxiliary_weight", type=non_negative_float, default=auxiliary_weight)
+    p.add_argument("--auxiliary_weight", type=non_negative_float, default=auxiliary_weight,
+                   help="weight of the auxiliary head's loss (with --auxiliary)")
     p.add_argument("--drop_path_prob", type=probability, default=drop_path_prob, help="final value of the linear ramp")
     p.add_argument("--arch", default=arch,
-                   help="published genotype name, a search's results.json or run folder, or a genotype JSON")
+                   help="a genotype's name in genotypes.py, Genotype(...) text as the authors' logs print it, "
+                        "a search's results.json or run folder, or a genotype JSON file")
     p.add_argument("--allow_unfinished", action="store_true",
                    help="take the genotype of a search that has not finished (an intermediate one)")
+    add_count_flag(p)
 
 
 def add_presets(p, flag, presets):

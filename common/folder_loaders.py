@@ -104,13 +104,16 @@ def plan(args, device, test: bool) -> Plan:
 
 
 class Cutout:
-    """DARTS Cutout on a normalised CHW tensor, as common/device_loader.py draws it."""
+    """DARTS Cutout on a normalised CHW tensor, as common/device_loader.py draws it; with
+    `prob` < 1 an image is cut out with that chance (--cutout_prob)."""
 
-    def __init__(self, length):
-        self.length = int(length)
+    def __init__(self, length, prob=1.0):
+        self.length, self.prob = int(length), float(prob)
 
     def __call__(self, x):
         h, w, half = x.shape[1], x.shape[2], self.length // 2
+        if self.prob < 1.0 and float(torch.rand(())) >= self.prob:
+            return x
         cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
         x[:, max(0, cy - half):cy + half, max(0, cx - half):cx + half] = 0
         return x
@@ -136,7 +139,7 @@ def streams(args, device, dist, found: Plan):
     (w, h), cutout = found.size, args.cutout_length if args.cutout else 0
     plain = [T.ToTensor(), T.Normalize(mean, std)]
     augmented = T.Compose([T.RandomCrop((h, w), padding=crop_padding(w)), T.RandomHorizontalFlip(),
-                           *plain, *([Cutout(cutout)] if cutout else [])])
+                           *plain, *([Cutout(cutout, args.cutout_prob)] if cutout else [])])
     batch, ranks, rank = args.batch_size, 1, 0
     if dist is not None and dist.distributed:
         batch, ranks, rank = global_to_local_batch(args.batch_size, dist), dist.world_size, dist.rank

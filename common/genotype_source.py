@@ -3,6 +3,7 @@ results.json (its final "genotype" entry) or the run folder holding it, in any s
 
     file, data = read_arch_json(arch, missing=..., folder_hint=...)
     genotype = final_genotype(data, file, arch, allow_unfinished, kind=dict, space=..., other=...)
+    genotype = load_genotype(run)   # any run's final genotype, in its space's own type
 
 The space's own module (DARTS-space/model.py, 201-space/model.py) decides what else `--arch`
 may be (a published name, a cell string, a bare genotype JSON) and turns the JSON value into
@@ -47,3 +48,34 @@ def final_genotype(data, file, arch, allow_unfinished, *, kind, space, other):
         raise UserError(f"--arch {arch}: the search has not finished ({data.get('epochs_done', '?')} epochs "
                         "done), its genotype is an intermediate one: wait for it, or pass --allow_unfinished")
     return genotype
+
+
+def run_genotype(run, allow_unfinished=False):
+    """(space name, final genotype in the space's own type) of any run, a search or a training,
+    given its folder or its results.json (see load_genotype)."""
+    from common.spaces import SPACES  # here: the training path imports nothing of the search
+
+    run = str(run)
+    file, data = read_arch_json(run, missing=f"{run} does not exist: pass a run folder or its {RESULTS_NAME}",
+                                folder_hint="pass a run folder or its results.json")
+    space = SPACES.get(data.get("space")) if isinstance(data, dict) else None
+    if space is None:
+        raise UserError(f"{file} names no known search space (its 'space' entry: "
+                        f"{data.get('space') if isinstance(data, dict) else None!r}): is it a run's {RESULTS_NAME}?")
+    kind = dict if space.genotype_reader else str
+    genotype = final_genotype(data, file, run, allow_unfinished, kind=kind, space=space.name,
+                              other="different space's")
+    if genotype is None:
+        raise UserError(f"{file} holds no genotype yet (a search writes one after its first epoch)")
+    try:
+        return space.name, space.read_genotype(genotype)
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{file}: bad genotype: {one_line(err)}") from None
+
+
+def load_genotype(run, allow_unfinished=False):
+    """The final genotype of any run, a search or a training, given its folder or its
+    results.json, in its space's own type (common/spaces.py): a DARTS-space `Genotype`, a
+    NAS-Bench-201 cell string. One-line UserErrors as for `--arch`; a search that has not
+    finished is refused unless `allow_unfinished`."""
+    return run_genotype(run, allow_unfinished)[1]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from common.authors_flags import translate
 from common.checkpoint import load_checkpoint, remove_orphans
 from common.device import check_amp, configure_backends, resolve_device, seed_everything
 from common.distributed import distributed_main, global_to_local_batch
@@ -23,7 +24,7 @@ from common.driver import drive
 from common.errors import UserError, exit_on_user_error
 from common.flags import apply_presets
 from common.ownership import RunLock, check_new_run, check_no_run, check_not_running, check_writable, clear_run
-from common.resume import check_same_script, explicit_flags, resumed_args
+from common.resume import check_same_script, explicit_flags, extension_lines, resumed_args
 from common.run_folder import PROJECT_ROOT, QuietFolder, RunFolder
 from common.stopping import StopSignals
 
@@ -115,7 +116,9 @@ def start(args, *, default_dir, build_task, dist=None):
     signals = StopSignals().install()
     try:
         folder.log.info(f"args {vars(args)}")
-        for line in notes + ([f"resumed from {out_dir} after epoch {start_epoch}"] if checkpoint else []):
+        resumed = [f"resumed from {out_dir} after epoch {start_epoch}",
+                   *extension_lines(checkpoint["args"], args)] if checkpoint else []
+        for line in notes + resumed:
             folder.log.info(line)
         folder.results["numerics"] = numerics  # TF32, deterministic kernels, cuDNN autotuning
         for line in task.describe(folder.results, device):
@@ -154,6 +157,7 @@ def entry_point(build_parser, run):
         parser = build_parser()
         args = parser.parse_args(argv)
         given = explicit_flags(build_parser, argv)
+        args, given = translate(args, given)  # the authors' --gpu and --arch_weight_decay
         if args.resume:
             saved = load_checkpoint(args.resume)["args"]
             check_same_script(saved, script, vars(args), args.resume)

@@ -65,9 +65,11 @@ def imageset_search_loaders(data, args, device, dist=None):
     # An epoch ends with the last partial batch of the weight half (391 steps on a CIFAR half,
     # as the authors' DataLoader). The architecture stream draws full batches (the authors took
     # a fresh shuffled batch every step), or the whole half when it is smaller than a batch.
-    train = DeviceLoader.from_imageset(data, weight_half, train=True, seed=args.seed, cutout=cutout, **shared)
+    train = DeviceLoader.from_imageset(data, weight_half, train=True, seed=args.seed, cutout=cutout,
+                                       cutout_prob=args.cutout_prob, **shared)
     arch = DeviceLoader.from_imageset(data, arch_half, train=True, seed=args.seed + 1, cutout=cutout,
-                                      drop_last=len(arch_half) >= args.batch_size, **shared)
+                                      cutout_prob=args.cutout_prob, drop_last=len(arch_half) >= args.batch_size,
+                                      **shared)
     evaluation = DeviceLoader.from_imageset(data, arch_half, train=False, seed=args.seed + 2, **shared)
     return Loaders(data.num_classes, train, evaluation, arch)
 
@@ -94,6 +96,6 @@ def imageset_training_loaders(train_data, test_data, args, device, dist=None):
     drop_last = len(train_data) % args.batch_size == 1
     cutout = args.cutout_length if args.cutout else 0  # every dataset (the authors' code crashed on cifar100)
     train = DeviceLoader.from_imageset(train_data, train=True, seed=args.seed, cutout=cutout, drop_last=drop_last,
-                                       **shared)
+                                       cutout_prob=args.cutout_prob, **shared)
     test = DeviceLoader.from_imageset(test_data, train=False, seed=args.seed + 1, **shared)
     return Loaders(train_data.num_classes, train, test)

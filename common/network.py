@@ -16,9 +16,11 @@ as `MixedOp`s that know their cell type, edge index and label, wires its forward
     loss(x, y)             cross-entropy of the logits
     anchor_kl()            the KL anchor summed over the cell types (paper eq. 2)
     genotype()             genotype_from(the weights the derivation rule ranks by)
+    genotype_text(g)       the genotype as text that --arch takes (a space may override it)
 
 docs/architecture.md shows a whole space written against it.
 """
+import json
 from typing import NamedTuple, Optional
 
 import torch.nn.functional as F
@@ -94,3 +96,8 @@ class SearchNetwork(nn.Module):
     def genotype_from(self, mixing):
         """The space's discrete cell given {cell type: edges x ops mixing weights}."""
         raise NotImplementedError
+
+    def genotype_text(self, genotype):
+        """`genotype` (genotype_from's value) as the text `--arch` takes; a space whose genotype
+        is not a string says how it is written (the DARTS space: `Genotype(...)`)."""
+        return genotype if isinstance(genotype, str) else json.dumps(genotype)

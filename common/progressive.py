@@ -112,3 +112,31 @@ def enter_stage(model, optimizer, stage, *, memory_format, shared_seed=None):
             torch.manual_seed(shared_seed)
         prune_and_widen(model, optimizer, stage.num_keep, stage.k)
     model.to(memory_format=memory_format)
+
+
+def stage_lines(model, stage_number, stage):
+    """The log lines of entering a stage, as the authors logged it: the ops left on every edge
+    and the new k."""
+    names = model.op_names
+    lines = [f"stage {stage_number}: pruned to {stage.num_keep} ops per edge, widened to k {stage.k} "
+             f"(the ops see C/{stage.k} channels); the ops left:"]
+    labels = model.edge_labels()
+    for cell_type, arch in model.arch_distributions().items():
+        for label, kept in zip(labels[cell_type], arch.kept):
+            lines.append(f"  {cell_type} {label}: {' '.join(names[o] for o in kept)}")
+    return lines
+
+
+def arch_warnings(stages, arch_start_epoch):
+    """Warning lines for the stages in which --arch_start_epoch leaves alpha untouched; one
+    line, the strongest, when that is every stage."""
+    idle = [index for index, stage in enumerate(stages) if stage.arch_start >= stage.epochs]
+    if not idle:
+        return []
+    lengths = ", ".join(str(stage.epochs) for stage in stages)
+    if len(idle) == len(stages):
+        return [f"warning: --arch_start_epoch {arch_start_epoch} is not before the last epoch of any stage "
+                f"(epochs per stage: {lengths}): alpha will never be updated, and the architecture found will be "
+                f"the one its initial values give: lower --arch_start_epoch or raise the epochs"]
+    return [f"warning: stage {index + 1} has {stages[index].epochs} epochs, not more than --arch_start_epoch "
+            f"{arch_start_epoch}: alpha is not updated in it" for index in idle]

@@ -22,7 +22,7 @@ class _Unset:
 
 UNSET = _Unset()
 # flags about this invocation alone, never taken from the checkpoint
-NOT_INHERITED = ("resume", "stop_after_epoch", "overwrite", "allow_unfinished")
+NOT_INHERITED = ("resume", "stop_after_epoch", "overwrite", "allow_unfinished", "count_params")
 
 
 def explicit_flags(build_parser, argv):
@@ -79,3 +79,16 @@ def resumed_args(args, given, saved):
         raise UserError("the run was started with other settings: " + "; ".join(differences)
                         + ": leave these flags out to continue it, or start a new run")
     return argparse.Namespace(**merged)
+
+
+def extension_lines(saved, args):
+    """The log line of a resumed run that `--epochs` (or `--train_epochs`) lengthened: `saved`
+    the checkpoint's flags, `args` this run's."""
+    lines = []
+    for name in ("epochs", "train_epochs"):
+        old, new = saved.get(name), getattr(args, name, None)
+        if old is not None and new is not None and extends(name, old, new):
+            shown = [" ".join(map(str, v)) if isinstance(v, list) else v for v in (old, new)]
+            lines.append(f"extended: --{name} {shown[0]} -> {shown[1]}; the learning-rate schedule is rebuilt to the "
+                         f"new length from the resumed epoch on (the epochs already run keep their rates)")
+    return lines

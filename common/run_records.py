@@ -165,7 +165,7 @@ def exploration_series(run, metric):
         rows.append((e["epoch"], number(stats.get("min")), number(stats.get("mean")),
                      number(stats.get("max")), number(explo.get("distinct")),
                      number(mean_bench.get(metric))))
-    if not any(r[1] is not None or r[5] is not None for r in rows):
+    if not rows:  # no --sample_archs; without a benchmark the distinct counts alone are drawn
         return None
     return [list(col) for col in zip(*rows)]
 

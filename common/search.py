@@ -31,7 +31,7 @@ from common.driver import Task
 from common.epoch import run_epoch
 from common.meter import Meter
 from common.mixing import FIRST_EPOCH_TAU, METHODS, annealed_tau
-from common.progressive import enter_stage, load_masks, masks, stage_of
+from common.progressive import enter_stage, load_masks, masks, stage_lines, stage_of
 from common.results import benchmark_lines
 from common.unsampled_ops import sampled_weights, step_unsampled
 
@@ -213,6 +213,8 @@ class SearchTask(Task):
         if stage_epoch == 0 and stage_index > 0 and not resuming:  # progressive learning: prune, then widen
             shared_seed = _rank_seed(config.seed, epoch, rank=-1) if self.distributed else None
             enter_stage(model, self.optimizer, stage, memory_format=config.memory_format, shared_seed=shared_seed)
+            for line in stage_lines(model, stage_index + 1, stage):
+                self.log.info(line)
             self.forward = None
             reset_peak_memory(next(model.parameters()).device)  # each stage's own peak
             if self.graph is not None:
@@ -268,13 +270,14 @@ class SearchTask(Task):
         valid = ("not evaluated" if record["valid_acc"] is None
                  else f"loss {record['valid_loss']:.4f} acc {record['valid_acc']:.2f}%")
         lines = [f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.2f}% | "
-                 f"valid {valid} | {record['epoch_time_s']:.1f} s", f"genotype {record['genotype']}"]
+                 f"valid {valid} | {record['epoch_time_s']:.1f} s", f"genotype {results['genotype_text']}"]
         if record["benchmark"]:
             lines.extend(benchmark_lines(record["benchmark"]))
         return lines
 
     def update_results(self, results, record):
-        results.update(genotype=record["genotype"], benchmark=record["benchmark"])
+        results.update(genotype=record["genotype"], genotype_text=self.model.genotype_text(record["genotype"]),
+                       benchmark=record["benchmark"])
         by_stage = results.setdefault("memory_mb_by_stage", [])  # the peaks of each stage
         while len(by_stage) < record["stage"]:
             by_stage.append({"stage": len(by_stage) + 1})
@@ -286,7 +289,9 @@ class SearchTask(Task):
             results["loader_cpu_decodes"] = sum(count or 0 for count in refused)
 
     def final_lines(self, results):
-        return [f"found architecture: {results['genotype']}"]
+        never = not any(e.get("arch_updates") for e in results["epochs"])  # --arch_start_epoch past every stage
+        return [f"found architecture: {results['genotype_text']}"] + [
+            "warning: alpha was never updated in this run: this is the architecture of its initial values"] * never
 
     def checkpoint_extra(self, epoch):
         """The network's structure now: its k and kept ops (a later stage's from its first epoch on)."""

@@ -15,7 +15,7 @@ from common.cuda_graph import graph_refusal
 from common.device import MEMORY_FORMATS
 from common.errors import UserError
 from common.mixing import METHODS
-from common.progressive import Stage, load_masks
+from common.progressive import Stage, arch_warnings, load_masks
 from common.run_folder import default_output_dir
 from common.schedule import STAGE_LR, EpochLR
 from common.search import SearchConfig, SearchObjects, SearchTask, TauSchedule
@@ -112,6 +112,8 @@ def search(args, space, *, loaders_factory, dist=None, open_benchmark=None, sche
     check_search_flags(args, stages)
 
     def build_task(device, checkpoint, note):
+        for line in arch_warnings(stages, args.arch_start_epoch):
+            note(line)
         benchmark = open_benchmark(args, note) if open_benchmark and (dist is None or dist.is_main) else None
         return build_search(args, space, stages, device, loaders_factory=loaders_factory, dist=dist,
                             checkpoint=checkpoint, benchmark=benchmark, schedule=schedule)

@@ -20,10 +20,13 @@ def add_arch_flags(p, *, method, arch_learning_rate, reg_type, reg_scale, arch_g
     p.add_argument("--method", default=method, choices=sorted(METHODS),
                    help="dirichlet (DrNAS), darts (softmax), snas (Gumbel-softmax), gdas (hard Gumbel), "
                         "pcdarts (softmax and edge normalisation, with partial channels --k)")
-    p.add_argument("--arch_learning_rate", type=positive_float, default=arch_learning_rate)
+    p.add_argument("--arch_learning_rate", type=positive_float, default=arch_learning_rate,
+                   help="Adam learning rate of the architecture parameters")
     p.add_argument("--reg_type", default=reg_type, choices=REG_TYPES,
                    help="anchor regulariser: l2 = Adam weight decay on alpha, kl = KL to Dir(1) (dirichlet only)")
     p.add_argument("--reg_scale", type=non_negative_float, default=reg_scale, help="anchor strength lambda")
+    p.add_argument("--arch_weight_decay", type=non_negative_float, default=None, metavar="X",
+                   help="the authors' flag: the l2 anchor's scale, the same as --reg_type l2 --reg_scale X")
     p.add_argument("--arch_grad_clip", type=non_negative_float, default=arch_grad_clip,
                    help="gradient-norm clip of the architecture parameters (0: none)")
     p.add_argument("--unrolled", action="store_true", help="second-order architecture step")
@@ -39,7 +42,7 @@ def add_arch_flags(p, *, method, arch_learning_rate, reg_type, reg_scale, arch_g
 
 def add_plain_stage_flags(p, *, epochs, k, arch_start_epoch):
     """A search in one stage."""
-    p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--epochs", type=positive_int, default=epochs, help="search epochs")
     p.add_argument("--k", type=positive_int, default=k, help="partial channels: ops see C/k channels")
     p.add_argument("--arch_start_epoch", type=non_negative_int, default=arch_start_epoch,
                    help="architecture updates start at this epoch (a warm-up of the weights)")

@@ -30,6 +30,7 @@ class Space:
     k: int  # partial channels of the first stage, by default
     network_defaults: Mapping = field(default_factory=dict)  # the builder's flags and their defaults
     benchmark: bool = False  # has a tabular benchmark (NAS-Bench-201)
+    genotype_reader: str = ""  # "module:function": a genotype as results.json holds it -> the space's own type
 
     def build(self, flags, *, num_classes, k):
         """The search network; `flags` (a mapping, e.g. a script's vars(args)) gives the
@@ -37,6 +38,14 @@ class Space:
         module, function = self.builder.split(":")
         chosen = {**self.network_defaults, **{key: flags[key] for key in self.network_defaults if key in flags}}
         return getattr(importlib.import_module(module), function)(num_classes=num_classes, k=k, **chosen)
+
+    def read_genotype(self, value):
+        """A genotype as results.json holds it, in the space's own type (e.g. a DARTS-space
+        Genotype); the JSON value itself where the space has no other (a NAS-Bench-201 cell string)."""
+        if not self.genotype_reader:
+            return value
+        module, function = self.genotype_reader.split(":")
+        return getattr(importlib.import_module(module), function)(value)
 
 
 SPACES = {}
@@ -50,6 +59,8 @@ def register(space):
 register(Space("201", "201-space", "space201.model_search:build", NB201_OPS, (3, 32, 32), 10, 1,
                {"init_channels": 16, "num_cells": 5, "method": "dirichlet"}, benchmark=True))
 register(Space("darts", "DARTS-space", "darts_space.model_search:build", DARTS_OPS, (3, 32, 32), 10, 6,
-               {"init_channels": 36, "layers": 20, "method": "dirichlet", "derive": "softmax"}))
+               {"init_channels": 36, "layers": 20, "method": "dirichlet", "derive": "softmax"},
+               genotype_reader="darts_space.genotypes:genotype_from_json"))
 register(Space("imagenet", "DARTS-space", "darts_space.model_search_imagenet:build", DARTS_OPS, (3, 224, 224), 1000, 6,
-               {"init_channels": 48, "layers": 14, "method": "dirichlet", "derive": "softmax"}))
+               {"init_channels": 48, "layers": 14, "method": "dirichlet", "derive": "softmax"},
+               genotype_reader="darts_space.genotypes:genotype_from_json"))

@@ -107,6 +107,9 @@ class TrainConfig:
     grad_clip: float = 5.0
     report_freq: int = 50
     amp: bool = False  # bfloat16 autocast
+    extras: bool = True  # the network has an auxiliary head and drop-path (the DARTS networks; not 201's)
+    report_best: bool = True  # log the best test accuracy over the epochs (the authors' DARTS train.py did)
+    genotype_text: str = ""  # the architecture as text that --arch takes (the DARTS space: Genotype(...))
 
 
 @dataclass
@@ -139,10 +142,13 @@ class TrainTask(Task):
 
     def describe(self, results, device):
         params_m = count_parameters(self.model)
-        results.update(space=self.config.space, genotype=self.config.genotype, params_m=params_m)
+        config = self.config
+        results.update(space=config.space, genotype=config.genotype, params_m=params_m)
+        if config.genotype_text:
+            results["genotype_text"] = config.genotype_text
         loaders = self.objects.loaders
-        return [f"genotype {self.config.genotype}",
-                f"device {device}; param size {params_m:.6f} M (without the auxiliary head); "
+        return [f"genotype {config.genotype_text or config.genotype}",
+                f"device {device}; param size {params_m:.6f} M{' (without the auxiliary head)' * config.extras}; "
                 f"{loaders.train.num_images} training and {loaders.evaluation.num_images} test images; "
                 f"{self.steps} steps per epoch"]
 
@@ -153,7 +159,8 @@ class TrainTask(Task):
         return {"drop_path_prob": self.model.drop_path_prob}
 
     def header(self, epoch, lr, fields):
-        return f"epoch {epoch + 1}/{self.epochs} lr {lr:.6e} drop_path_prob {fields['drop_path_prob']:.4f}"
+        extras = f" drop_path_prob {fields['drop_path_prob']:.4f}" if self.config.extras else ""
+        return f"epoch {epoch + 1}/{self.epochs} lr {lr:.6e}{extras}"
 
     def train_epoch(self, epoch, progress, check_divergence, stop=None, start=None):
         config = self.config
@@ -168,26 +175,59 @@ class TrainTask(Task):
         return {"test_loss": loss, "test_acc": top1, "test_top5": top5}
 
     def update_results(self, results, record):
-        results.update(best_test_acc=max(results.get("best_test_acc") or 0.0, record["test_acc"]),
-                       final_test_acc=record["test_acc"], final_test_top5=record["test_top5"])
+        results.update(final_test_acc=record["test_acc"], final_test_top5=record["test_top5"])
+        if self.config.report_best:
+            results["best_test_acc"] = max(results.get("best_test_acc") or 0.0, record["test_acc"])
 
     def summary(self, record, results):
+        best = f" (best {results['best_test_acc']:.2f}%)" if self.config.report_best else ""
         return [f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.2f}% | "
                 f"test loss {record['test_loss']:.4f} top-1 {record['test_acc']:.2f}% top-5 "
-                f"{record['test_top5']:.2f}% (best {results['best_test_acc']:.2f}%) | {record['epoch_time_s']:.1f} s"]
+                f"{record['test_top5']:.2f}%{best} | {record['epoch_time_s']:.1f} s"]
 
     def final_lines(self, results):
-        return [f"final test accuracy {results.get('final_test_acc', 0.0):.2f}%, "
-                f"best {results.get('best_test_acc', 0.0):.2f}%"]
+        best = (f", best over the epochs {results.get('best_test_acc', 0.0):.2f}% (chosen on the test set: not a "
+                "model-selection figure)" if self.config.report_best else "")
+        return [f"final test accuracy {results.get('final_test_acc', 0.0):.2f}%{best}"]
+
+
+# the class count of every dataset a training takes, for --count_params (no data read)
+CLASS_COUNTS = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet16-120": 120, "synthetic": 10, "imagenet": 1000}
+
+
+def class_count(args):
+    if args.dataset == "folder":  # the class folders, listed
+        from common.folder_data import scan
+
+        return len(scan(args.data, args.test_portion).classes)
+    return CLASS_COUNTS[args.dataset]
+
+
+def parameter_count(args, build_model):
+    """--count_params: the network's size, printed as the authors' scripts log it, without
+    reading the data or training; returns {"params_m", "params_with_auxiliary_m", "num_classes"}."""
+    classes = class_count(args)
+    model = build_model(classes)
+    counts = {"params_m": count_parameters(model),
+              "params_with_auxiliary_m": sum(p.numel() for p in model.parameters()) / 1e6, "num_classes": classes}
+    extra = (f" ({counts['params_with_auxiliary_m']:.6f} M with the auxiliary head)"
+             if counts["params_with_auxiliary_m"] != counts["params_m"] else "")
+    print(f"param size {counts['params_m']:.6f} M{extra}: --arch {str(args.arch)[:100]}, {classes} classes")
+    return counts
 
 
 def training(args, *, space, genotype, build_model, loaders_factory, schedule, default_dir,
-             criterion=F.cross_entropy, nesterov=False, dist=None):
+             criterion=F.cross_entropy, nesterov=False, dist=None, genotype_text="", extras=True, report_best=True):
     """A training script's body: the network `build_model(num_classes)` of architecture
     `genotype` (JSON-able, for the results) from search space `space`, trained with SGD
     (Nesterov momentum if `nesterov`: NAS-Bench-201's recipe) on the loaders of
     `loaders_factory` (common/loaders.py's signature) under the per-epoch scheduler
-    `schedule(args, optimizer)`, run by common.launch; returns the results dict."""
+    `schedule(args, optimizer)`, run by common.launch; returns the results dict. `genotype_text`:
+    the architecture as `--arch` text (logged, and in the results); `extras`: the network has an
+    auxiliary head and drop-path; `report_best`: log the best test accuracy over the epochs. With
+    `--count_params` it prints the parameter count and returns (common.train.parameter_count)."""
+    if getattr(args, "count_params", False):
+        return parameter_count(args, build_model)
     def build_task(device, checkpoint, note):
         loaders = loaders_factory(args, device, dist)
         if getattr(args, "auxiliary", False) and loaders.train.batch_size < 2:
@@ -199,9 +239,10 @@ def training(args, *, space, genotype, build_model, loaders_factory, schedule, d
                                     weight_decay=args.weight_decay, nesterov=nesterov)
         objects = TrainObjects(model, optimizer, schedule(args, optimizer), loaders, criterion)
         config = TrainConfig(space=space, genotype=genotype, epochs=args.epochs, batch_size=args.batch_size,
-                             drop_path_prob=args.drop_path_prob,
-                             auxiliary_weight=args.auxiliary_weight if args.auxiliary else 0.0,
-                             grad_clip=args.grad_clip, report_freq=args.report_freq, amp=args.amp)
+                             drop_path_prob=getattr(args, "drop_path_prob", 0.0),  # the DARTS networks' extras
+                             auxiliary_weight=args.auxiliary_weight if getattr(args, "auxiliary", False) else 0.0,
+                             grad_clip=args.grad_clip, report_freq=args.report_freq, amp=args.amp,
+                             genotype_text=genotype_text, extras=extras, report_best=report_best)
         return TrainTask(objects, config, dist)
 
     return launch.start(args, default_dir=default_dir, build_task=build_task, dist=dist)

@@ -8,11 +8,13 @@ Writes three PNG files into `--out` (default: the first RUN_DIR):
 - exploration.png (figure 1): per epoch, the min-max band of the benchmark accuracy of the
   architectures sampled from the Dirichlet (`exploration`, recorded with --sample_archs),
   their mean (thin line) and the accuracy of the Dirichlet-mean architecture (solid line);
-  below it, the number of distinct sampled architectures.
+  below it, the number of distinct sampled architectures (alone for runs without a benchmark).
 - eigenvalue.png (figures 4-5): the largest Hessian eigenvalue of the validation loss with
   respect to the architecture parameters (recorded with --hessian_freq), one line per run.
 - edges.png: the expected mixing weight (Dirichlet mean) of every op on every edge over
-  the epochs, one subplot per edge; of the first run, or of --edges_run INDEX.
+  the epochs, one subplot per edge; of the first run, or of --edges_run INDEX. A space with
+  more than 8 edges per cell (the DARTS space) gets a heatmap per cell type instead: the mean
+  minus its uniform value at the last epoch (common/edge_heatmap.py).
 
 Several runs overlay on one figure, labelled by --labels or by "method seed". A figure
 whose data no run recorded is skipped with a note.
@@ -21,12 +23,14 @@ import math
 import sys
 from pathlib import Path
 
+from common.edge_heatmap import plot_edge_heatmap
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 from common.results import METHOD_TITLES, METRIC_TITLES, METRICS
 from common.run_records import (edge_names, edge_series, epochs_of, exploration_series, load_run, number, op_names,
                                 stage_starts)
 
 FIGURES = ("exploration.png", "eigenvalue.png", "edges.png")
+MAX_LINE_EDGES = 8  # edges per cell type drawn as curves; more (the DARTS space's 14) as a heatmap
 
 
 # ----------------------------------------------------------------------------- labels
@@ -94,31 +98,40 @@ def plot_exploration(runs, labels, metric, out, note):
     for run, label in zip(runs, labels):
         data = exploration_series(run, metric)
         if data is None:
-            note(f"note: {label} ({run['dir']}): no exploration data for {metric} "
-                 "(searched without --sample_archs or --api_path); left out of exploration.png")
+            note(f"note: {label} ({run['dir']}): no exploration data (searched without --sample_archs); "
+                 "left out of exploration.png")
         else:
             series.append((label, run, data))
+            if all(v is None for v in data[1] + data[5]):
+                note(f"note: {label} ({run['dir']}): no {metric} accuracies (searched without --api_path): "
+                     "its distinct counts alone are drawn")
     if not series:
         note("note: exploration.png not drawn: no run has exploration data")
         return None
-    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True,
-                                   gridspec_kw={"height_ratios": [3, 1.2]})
+    accuracies = any(v is not None for _, _, data in series for v in data[1] + data[5])
+    fig, axes = plt.subplots(1 + accuracies, 1, figsize=(8, 6.5 if accuracies else 3.2), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1.2] if accuracies else [1]})
+    ax, ax_n = axes[0, 0], axes[-1, 0]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, run, (ep, lo, mean, hi, distinct, arch)) in enumerate(series):
         color = colors[i % len(colors)]
-        ax.fill_between(ep, nan(lo), nan(hi), color=color, alpha=0.2, linewidth=0,
-                        label=f"{label}: sampled min-max")
-        ax.plot(ep, nan(mean), color=color, linewidth=0.8, linestyle="--", label=f"{label}: sampled mean")
-        ax.plot(ep, nan(arch), color=color, linewidth=2.0, label=f"{label}: Dirichlet-mean architecture")
+        if accuracies:
+            ax.fill_between(ep, nan(lo), nan(hi), color=color, alpha=0.2, linewidth=0,
+                            label=f"{label}: sampled min-max")
+            ax.plot(ep, nan(mean), color=color, linewidth=0.8, linestyle="--", label=f"{label}: sampled mean")
+            ax.plot(ep, nan(arch), color=color, linewidth=2.0, label=f"{label}: Dirichlet-mean architecture")
         ax_n.plot(ep, nan(distinct), color=color, linewidth=1.2, marker=".", label=label)
         samples = {e.get("exploration", {}).get("samples") for e in epochs_of(run)
                    if isinstance(e.get("exploration"), dict)} - {None}
         if len(samples) == 1:
             ax_n.axhline(samples.pop(), color=color, linewidth=0.6, linestyle=":")
-    ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} accuracy (%)")
-    ax.set_title("Exploration: benchmark accuracy of architectures sampled from the Dirichlet")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if accuracies:
+        ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} accuracy (%)")
+        ax.set_title("Exploration: benchmark accuracy of architectures sampled from the Dirichlet")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax_n.legend(fontsize=7)
     epoch_axis(ax_n, "distinct", "distinct architectures among the samples (dotted: samples drawn)",
                fontsize=9)
     ax_n.set_ylim(bottom=0)
@@ -203,6 +216,8 @@ def plot_edges(run, label, out, note):
         note(f"note: edges.png not drawn: {label} ({run['dir']}) has no architecture records")
         return None
     plt = pyplot()
+    if max(len(weights[-1]) for _, weights in series.values()) > MAX_LINE_EDGES:  # the DARTS space
+        return plot_edge_heatmap(run, label, out, series, plt)
     layout, ncols = edge_layout(series)
     rows_of = [math.ceil(n_edges / ncols) for _, n_edges, _, _ in layout]
     fig, axes = plt.subplots(sum(rows_of), ncols, figsize=(2.9 * ncols, 2.3 * sum(rows_of) + 0.9),

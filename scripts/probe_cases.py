@@ -83,6 +83,10 @@ CASES = [
     Case("arch of an unfinished search", "train", lambda tmp: train("--arch", unfinished_search(tmp))(tmp),
          "not finished"),
     Case("arch unknown", "train", train("--arch", "NoSuchNet"), "NoSuchNet"),
+    Case("arch Genotype(...) text that calls code", "train",
+         lambda tmp: train("--arch", f"Genotype(normal=__import__('os').system('touch {tmp}/ran'))")(tmp),
+         "not a literal"),
+    Case("the authors' --gpu beside another --device", "search", search("--gpu", "1"), "--gpu 1 means --device cuda:1"),
     Case("drop_path_prob 1.5", "train", train("--drop_path_prob", "1.5"), "--drop_path_prob"),
 ]
 

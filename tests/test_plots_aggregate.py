@@ -103,6 +103,41 @@ def test_plot_search_on_the_darts_space(runs, capsys):
     assert "exploration.png not drawn" in capsys.readouterr().err
 
 
+def test_the_darts_space_edges_are_a_heatmap_of_the_mean_minus_uniform(runs, tmp_path, monkeypatch):
+    from common import edge_heatmap
+
+    drawn = []
+    monkeypatch.setattr(plot_search, "plot_edge_heatmap",
+                        lambda *args: drawn.append(args) or edge_heatmap.plot_edge_heatmap(*args))
+    plot_search.main([str(runs["darts_space"]), "--out", str(tmp_path)])
+    assert len(drawn) == 1  # 14 edges per cell type: not 28 panels of curves
+    assert_png(tmp_path / "edges.png")
+    run = run_records.load_run(runs["darts_space"])
+    means = run["epochs"][-1]["arch"]["normal"]["mean"]
+    rows = edge_heatmap.deviations(means)
+    for mean_row, row in zip(means, rows):  # after pruning to 2 ops: deviation from 1/2, pruned ops blank
+        kept = [m for m in mean_row if m]
+        assert len(kept) == 2 and [r is None for r in row] == [not m for m in mean_row]
+        # the kept means sum to 1 up to their float32 rounding: half an ulp (2^-24 relative) each, and the sum's
+        assert sum(r for r in row if r is not None) == pytest.approx(0.0, abs=(len(kept) + 1) * 2.0 ** -24)
+    labels = run["edge_labels"]["normal"]
+    chosen = edge_heatmap.chosen_cells(run["genotype"], "normal", labels)
+    assert chosen == {(labels.index(f"{i // 2 + 2}<-{j}"), op) for i, (op, j) in enumerate(run["genotype"]["normal"])}
+    assert edge_heatmap.unit_exponent([[2e-4, -3e-5, None]]) == -4
+
+
+def test_exploration_without_a_benchmark_draws_the_distinct_counts(runs, tmp_path, capsys):
+    data = results(runs["drnas0"])
+    for epoch in data["epochs"]:  # as a run without --api_path records it
+        epoch["benchmark"], epoch["exploration"]["benchmark"] = None, None
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(data))
+    written = plot_search.main([str(tmp_path / "run"), "--out", str(tmp_path / "plots")])
+    assert tmp_path / "plots" / "exploration.png" in written
+    assert_png(tmp_path / "plots" / "exploration.png")
+    assert "distinct counts alone are drawn" in capsys.readouterr().err
+
+
 def test_op_and_edge_names_are_read_from_the_run(runs):
     nb201, darts = run_records.load_run(runs["drnas0"]), run_records.load_run(runs["darts_space"])
     assert run_records.op_names(nb201, 5) == list(OPS)

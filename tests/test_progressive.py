@@ -115,6 +115,11 @@ def test_progressive_search_resumes_from_either_stage(tmp_path, stop_after):
     assert [e["arch_updates"] for e in epochs] == [False, True, False, True]
     for row, kept in zip(epochs[-1]["arch"]["cell"]["mean"], a["masks"]["cell"]):
         assert [o for o in range(5) if row[o] > 0] == kept
+    # the stage switch is logged as the authors logged it: the ops left on every edge, the new k
+    log = (straight / "log.txt").read_text()
+    assert "stage 2: pruned to 3 ops per edge, widened to k 2" in log
+    for label, kept in zip(["1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2"], a["masks"]["cell"]):
+        assert f"cell {label}: {' '.join(OPS[o] for o in kept)}\n" in log
 
 
 def test_inconsistent_stage_settings_are_one_line(tmp_path, capsys):

@@ -94,6 +94,7 @@ def test_resume_alone_extends_a_finished_run(tmp_path):
     train_search.main([*TINY, "--epochs", "2", "--output_dir", str(extended)])
     assert results(extended)["finished"]
     train_search.main(["--resume", str(extended), "--epochs", "4"])
+    assert "extended: --epochs 2 -> 4; the learning-rate schedule is rebuilt" in (extended / "log.txt").read_text()
     a, b = results(whole), results(extended)
     assert b["finished"] and b["args"]["epochs"] == 4 and len(b["epochs"]) == 4
     # the schedule is rebuilt to the new total from the resumed epoch on: epochs 3-4 follow the

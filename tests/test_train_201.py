@@ -149,6 +149,11 @@ def test_one_epoch_writes_results(tmp_path):
     assert data["params_m"] == sum(p.numel() for p in TinyNetwork(8, 1, POOL_NONE, 10).parameters()) / 1e6
     assert data["epochs"][0]["lr"] == pytest.approx(0.1) and data["epochs"][0]["drop_path_prob"] == 0.0
     assert data["args"]["grad_clip"] is None  # the benchmark clips nothing
+    # the log speaks of what this network has: no auxiliary head, no drop-path, no "best" epoch
+    # picked on the test set (the benchmark reports the last epoch)
+    log = (out / "log.txt").read_text()
+    assert "auxiliary" not in log and "drop_path" not in log and "best" not in log
+    assert "best_test_acc" not in data and "final test accuracy" in log
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     group = state["optimizer"]["param_groups"][0]
     assert group["nesterov"] and group["momentum"] == 0.9 and group["weight_decay"] == 5e-4
