@@ -96,3 +96,10 @@ def graph_refusal(args, distributed):
     if distributed:
         return "under torchrun DistributedDataParallel's communication is not captured"
     return None
+
+
+def graph_key(model, weight_optimizer, update_arch):
+    """The Python values a captured step bakes in: the learning rate, the Gumbel temperatures,
+    whether alpha is updated (common/cuda_graph.py)."""
+    taus = tuple(arch.tau for arch in model.arch_distributions().values())
+    return weight_optimizer.param_groups[0]["lr"], taus, update_arch

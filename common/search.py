@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.device import autocast, reset_peak_memory
-from common.cuda_graph import StepGraph
+from common.cuda_graph import StepGraph, graph_key
 from common.device_loader import cycle
 from common.diagnostics import check_ranks_agree, epoch_diagnostics
 from common.distributed import check_sync_enabled, wrap_ddp
@@ -93,13 +93,6 @@ def search_epoch(model, architect, weight_optimizer, train_loader, arch_stream, 
     # weights and alpha: identical on every rank after each step
     sync = (lambda: dist.check_sync(model)) if check_sync else None
     return run_epoch(train_loader, step, device=next(model.parameters()).device, dist=dist, check_sync=sync, **loop)
-
-
-def graph_key(model, weight_optimizer, update_arch):
-    """The Python values a captured step bakes in: the learning rate, the Gumbel temperatures,
-    whether alpha is updated (common/cuda_graph.py)."""
-    taus = tuple(arch.tau for arch in model.arch_distributions().values())
-    return weight_optimizer.param_groups[0]["lr"], taus, update_arch
 
 
 @torch.no_grad()
