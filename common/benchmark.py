@@ -66,10 +66,11 @@ class BenchmarkTable:
         from_table: True when read from the cached table, False when built from the benchmark.
         table_path: the table file read or written (None when it could not be written).
         source: the benchmark file or folder (a Path), or None for a table given directly.
+        standin: True for a table of made-up figures (scripts/standin_benchmark.py).
     """
 
     def __init__(self, table: Mapping[str, Iterable[float | None]], metrics=METRICS, *, name="NAS-Bench-201",
-                 source=None, from_table: bool = False, table_path=None):
+                 source=None, from_table: bool = False, table_path=None, standin: bool = False):
         self.metrics = tuple(metrics)
         self._table = {}
         for arch, values in table.items():
@@ -81,6 +82,7 @@ class BenchmarkTable:
         self.source = None if source is None else Path(source)
         self.from_table = bool(from_table)
         self.table_path = None if table_path is None else Path(table_path)
+        self.standin = bool(standin)
 
     def query(self, arch_str) -> dict[str, float]:
         """{metric: figure} of an architecture given as a benchmark-format string (or an
@@ -120,11 +122,12 @@ class BenchmarkTable:
         fmt = identify(path)
         signature = _signature(path)
         for table_path in table_locations(path, cache_dir):
-            table = _read_table(table_path, signature, fmt, log)
-            if table is not None:
+            payload = _read_table(table_path, signature, fmt, log)
+            if payload is not None:
+                table = payload["archs"]
                 log(f"{fmt.NAME}: read the table of {path.name} from {table_path} ({len(table)} architectures)")
                 return cls(table, fmt.TABLE_METRICS, name=fmt.NAME, source=path, from_table=True,
-                           table_path=table_path)
+                           table_path=table_path, standin=payload.get("standin") is True)
         log(f"{fmt.NAME}: loading {path} to build its table (first use of this benchmark: "
             "minutes; later runs read the small table)")
         table = fmt.build(path, log)
@@ -136,12 +139,16 @@ class BenchmarkTable:
         return cls(table, fmt.TABLE_METRICS, name=fmt.NAME, source=path, from_table=False, table_path=written)
 
 
-def write_table(path, table, fmt=benchmark_nb201, cache_dir=None, log: Callable[[str], object] = print):
+def write_table(path, table, fmt=benchmark_nb201, cache_dir=None, log: Callable[[str], object] = print,
+                standin=False):
     """Write the compact table of benchmark `path` to the first writable location; returns
-    where it went, or None (said in one log line) when no location is writable."""
+    where it went, or None (said in one log line) when no location is writable. `standin`
+    marks a table of made-up figures; the runs that read it record so."""
     path = Path(path)
     payload = {"format": _TABLE_FORMAT, "version": _TABLE_VERSION, "kind": fmt.KIND, "source": _signature(path),
                "metrics": list(fmt.TABLE_METRICS), "archs": table}
+    if standin:
+        payload["standin"] = True
     errors = []
     for table_path in table_locations(path, cache_dir):
         try:
@@ -181,7 +188,7 @@ def _signature(path: Path) -> dict:
 
 
 def _read_table(table_path: Path, signature: dict, fmt, log) -> dict | None:
-    """The table stored at `table_path` when it is valid and made from this very benchmark."""
+    """The payload stored at `table_path` when it is valid and made from this very benchmark."""
     try:
         with open(table_path, "r", encoding="utf-8") as fh:
             payload = json.load(fh)
@@ -197,7 +204,7 @@ def _read_table(table_path: Path, signature: dict, fmt, log) -> dict | None:
         log(f"{fmt.NAME}: the table {table_path} was made from another version of "
             f"{signature['name']} (size or modification time differ); rebuilding it")
         return None
-    return payload["archs"]
+    return payload
 
 
 def _valid_table(payload, fmt) -> bool:
@@ -246,4 +253,6 @@ def open_benchmark(args, note):
     def query(genotype):
         return bench.query(genotype) if genotype in bench else None
 
+    # what results.json records as `benchmark_source`: a stand-in's figures are made up
+    query.source = {"name": bench.name, "path": str(bench.source), "standin": bench.standin}
     return query

@@ -126,6 +126,7 @@ def start(args, *, default_dir, build_task, dist=None):
         if getattr(loaders, "data", None):
             folder.results["data"] = loaders.data
         if dist is not None and dist.distributed:
+            folder.results["processes"] = dist.world_size  # the run's cost is its wall time x this
             folder.log.info(f"data parallel over {dist.world_size} processes, "
                             f"{args.batch_size // dist.world_size} images per process and step")
         if start_epoch < task.epochs:  # a stopped or an extended run goes on

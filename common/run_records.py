@@ -104,10 +104,26 @@ def plain_channels(run):
     return k_of(run) == 1 and not is_progressive(run)
 
 
+def is_search(run):
+    """A search run (its results list its stages); the other kind is an evaluation run."""
+    return isinstance(run.get("stages"), list)
+
+
+def is_evaluation(run):
+    """A training from scratch (201-space/train.py, DARTS-space/train.py, train_imagenet.py)."""
+    return not is_search(run) and ("params_m" in run or "final_test_acc" in run)
+
+
 def is_nb201(run):
-    """A run of a space with a benchmark to fill these tables (NAS-Bench-201)."""
+    """A search of a space with a benchmark to fill these tables (NAS-Bench-201)."""
     space = SPACES.get(str(run.get("space")))
-    return space is not None and space.benchmark
+    return space is not None and space.benchmark and is_search(run)
+
+
+def is_standin(run):
+    """A search whose benchmark accuracies came from scripts/standin_benchmark.py: made up."""
+    source = run.get("benchmark_source")
+    return isinstance(source, dict) and source.get("standin") is True
 
 
 # ----------------------------------------------------------------------------- per-epoch series

@@ -4,6 +4,7 @@
     python scripts/benchmark_search.py --space 201 --compare        # one row per option set
     python scripts/benchmark_search.py --space 201 --memory_table   # the paper's k table
     python scripts/benchmark_search.py --space imagenet --batch_size 8 --loader_data DIR
+    python scripts/benchmark_search.py --space 201 --device cuda --concurrent 4   # 4 searches on one GPU
 
 Runs `--warmup` steps, then times `--steps` steps of `common.search.search_step` on random
 batches of the space's input shape (data loading is not part of the step) and prints JSON:
@@ -16,8 +17,11 @@ imagenet (the direct ImageNet search network: C 48, 14 layers, 224x224, 1000 cla
 `--reference` runs the mixed ops literally (common.mixed_op.reference_computation: the
 authors' computation); `--compare` runs every option set in its own process and prints a
 Markdown table. `--loader_data` (a sampled ImageNet folder, train/ and val/) adds the
-images per second of the search loader for each backend (common/imagenet.py).
+images per second of the search loader for each backend (common/imagenet.py). `--concurrent N`
+runs N copies at once on the device, each in its own process, timing their steps together
+after a barrier, and prints their total images/s (common/bench_processes.py).
 """
+import argparse
 import contextlib
 import json
 import platform
@@ -29,6 +33,7 @@ import time
 import torch
 
 from common.architect import Architect
+from common.bench_processes import run_concurrently, run_rows, wait_at_barrier
 from common.cuda_graph import StepGraph
 from common.device import MEMORY_FORMATS, check_amp, configure_backends, memory_mb, resolve_device, seed_everything
 from common.errors import ArgumentParser, UserError, exit_on_user_error
@@ -99,6 +104,10 @@ def build_parser():
     p.add_argument("--compare", action="store_true",
                    help="a table, each option set in its own process: the authors' computation, each "
                         "optimisation alone, all of them (the default), and --amp")
+    p.add_argument("--concurrent", type=int, default=None, metavar="N",
+                   help="N copies at once on the device, timed together: their total images/s")
+    p.add_argument("--barrier", default=None, help=argparse.SUPPRESS)  # where --concurrent's copies meet
+    p.add_argument("--barrier_count", type=int, default=1, help=argparse.SUPPRESS)
     return p
 
 
@@ -124,45 +133,13 @@ OPTION_SETS = [
 ]
 
 
-def memory_cells(row):
-    """The memory columns of a row: on a GPU allocated / reserved / device used (MiB); on a CPU
-    the peak RSS and the step's own share above set-up."""
-    if "memory_mb" in row:
-        return [f"{row['memory_mb'][name]:.0f}" for name in ("allocated", "reserved", "device_used")]
-    return [f"{row['peak_memory_mb']:.0f} ({row['peak_memory_mb'] - row['setup_rss_mb']:.0f} above set-up)"]
-
-
-def run_rows(argv, drop, rows, paper_column=False, same_k=False):
-    """Each configuration in a fresh process (so that its peaks are its own); prints a Markdown
-    table. `rows`: (label, extra flags, paper MB or None)."""
-    import subprocess
-
-    base = [a for a in argv if a != drop]
-    lines = []
-    for label, extra, paper_mb in rows:
-        out = subprocess.run([sys.executable, __file__, *base, *extra], capture_output=True, text=True)
-        if out.returncode:
-            raise UserError(f"{label} failed: {(out.stderr.strip().splitlines() or ['no output'])[-1]}")
-        row = json.loads(out.stdout)
-        cells = [label, f"{row['median_step_s']:.4f}", f"{row['images_per_s']:.1f}", *memory_cells(row)]
-        lines.append("| " + " | ".join(cells + ([str(paper_mb or "-")] if paper_column else [])) + " |")
-    memory = (["allocated (MiB)", "reserved (MiB)", "device used (MiB)"] if "memory_mb" in row
-              else ["peak memory (MB)"])
-    header = ["configuration", "median step (s)", "images/s", *memory] + (["paper, GTX 1080 Ti (MB)"] if paper_column else [])
-    print(f"space {row['space']}, " + (f"k {row['k']}, " if same_k else "") +
-          f"device {row['device']}, batch {row['batch_size']}, "
-          f"{row['threads']} threads, torch {row['torch']}"
-          + (f", GPU {row['gpu']}" if "gpu" in row else f", setup RSS {row['setup_rss_mb']:.0f} MB"))
-    print("\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header), *lines]))
-
-
 def memory_table(argv):
     space = build_parser().parse_args([a for a in argv if a != "--memory_table"]).space
-    run_rows(argv, "--memory_table", MEMORY_ROWS[space], paper_column=space == "201")
+    run_rows(__file__, argv, "--memory_table", MEMORY_ROWS[space], paper_column=space == "201")
 
 
 def compare(argv):
-    run_rows(argv, "--compare", [(label, flags, None) for label, flags in OPTION_SETS], same_k=True)
+    run_rows(__file__, argv, "--compare", [(label, flags, None) for label, flags in OPTION_SETS], same_k=True)
 
 
 def loader_speed(args, device):
@@ -216,16 +193,20 @@ def random_batches(args, space, device, count=4):
 
 def step_times(args, model, architect, optimizer, batches, device):
     """The seconds of each timed step (after the untimed warm-up steps; with --cuda_graph the
-    graph's own warm-up and capture come first, untimed)."""
+    graph's own warm-up and capture come first, untimed) and the timed window (start, end)."""
     def step(x, y, arch_x, arch_y):
         return search_step(model, architect, optimizer, (x, y), (arch_x, arch_y), update_arch=True, grad_clip=5.0,
                            amp=args.amp)
 
     graph = StepGraph() if args.cuda_graph else None
     warmup = args.warmup + (graph.warmup_steps + 1 if graph else 0)
-    times = []
+    times, window = [], [None, None]
     with reference_computation() if args.reference else contextlib.nullcontext():
         for index in range(warmup + args.steps):
+            if index == warmup:
+                if args.barrier:  # --concurrent: the copies time their steps together
+                    wait_at_barrier(args.barrier, args.barrier_count)
+                window[0] = time.time()
             tensors = (*batches[index % len(batches)][0], *batches[index % len(batches)][1])
             synchronize(device)
             start = time.perf_counter()
@@ -236,7 +217,8 @@ def step_times(args, model, architect, optimizer, batches, device):
             synchronize(device)
             if index >= warmup:
                 times.append(time.perf_counter() - start)
-    return times
+    window[1] = time.time()
+    return times, window
 
 
 def report_of(args, k, model, times, device, setup_rss):
@@ -269,6 +251,10 @@ def main(argv=None):
         return memory_table(sys.argv[1:] if argv is None else list(argv))
     if args.compare:
         return compare(sys.argv[1:] if argv is None else list(argv))
+    if args.concurrent:
+        report = run_concurrently(__file__, sys.argv[1:] if argv is None else list(argv), args.concurrent)
+        json.dump(report, sys.stdout, indent=1)
+        return report
     space, device = SPACES[args.space], resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -284,8 +270,9 @@ def main(argv=None):
     setup_rss = rss_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = step_times(args, model, architect, optimizer, batches, device)
+    times, (window_start, window_end) = step_times(args, model, architect, optimizer, batches, device)
     report = report_of(args, k, model, times, device, setup_rss)
+    report.update(window_start=window_start, window_end=window_end)  # wall clock, for --concurrent
     if args.loader_data:
         report["loader_images_per_s"] = loader_speed(args, device)
     if args.hessian_batches:

@@ -9,6 +9,8 @@ Writes three PNG files into `--out` (default: the first RUN_DIR):
   architectures sampled from the Dirichlet (`exploration`, recorded with --sample_archs),
   their mean (thin line) and the accuracy of the Dirichlet-mean architecture (solid line);
   below it, the number of distinct sampled architectures (alone for runs without a benchmark).
+  Accuracies from a stand-in benchmark (scripts/standin_benchmark.py) are made up, and its title
+  and axis say so.
 - eigenvalue.png (figures 4-5): the largest Hessian eigenvalue of the validation loss with
   respect to the architecture parameters (recorded with --hessian_freq), one line per run.
 - edges.png: the expected mixing weight (Dirichlet mean) of every op on every edge over
@@ -26,8 +28,8 @@ from pathlib import Path
 from common.edge_heatmap import plot_edge_heatmap
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 from common.results import METHOD_TITLES, METRIC_TITLES, METRICS
-from common.run_records import (edge_names, edge_series, epochs_of, exploration_series, load_run, number, op_names,
-                                stage_starts)
+from common.run_records import (edge_names, edge_series, epochs_of, exploration_series, is_standin, load_run,
+                                number, op_names, stage_starts)
 
 FIGURES = ("exploration.png", "eigenvalue.png", "edges.png")
 MAX_LINE_EDGES = 8  # edges per cell type drawn as curves; more (the DARTS space's 14) as a heatmap
@@ -92,6 +94,14 @@ def nan(values):
     return [float("nan") if v is None else v for v in values]
 
 
+def exploration_title(runs):
+    """The title of exploration.png: marked when a run's accuracies come from a stand-in benchmark."""
+    title = "Exploration: benchmark accuracy of architectures sampled from the Dirichlet"
+    if any(is_standin(run) for run in runs):
+        title += "\nSTAND-IN benchmark: made-up accuracies, not NAS-Bench-201"
+    return title
+
+
 def plot_exploration(runs, labels, metric, out, note):
     plt = pyplot()
     series = []
@@ -126,8 +136,9 @@ def plot_exploration(runs, labels, metric, out, note):
         if len(samples) == 1:
             ax_n.axhline(samples.pop(), color=color, linewidth=0.6, linestyle=":")
     if accuracies:
-        ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} accuracy (%)")
-        ax.set_title("Exploration: benchmark accuracy of architectures sampled from the Dirichlet")
+        made_up = any(is_standin(run) for _, run, _ in series)
+        ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} accuracy (%)" + (", MADE UP" if made_up else ""))
+        ax.set_title(exploration_title([run for _, run, _ in series]))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     else:

@@ -54,7 +54,7 @@ def main(argv=None):
         raise UserError(f"folder {path.parent} does not exist: create it or pick another path")
     path.write_text("STAND-IN NAS-Bench-201 benchmark written by scripts/standin_benchmark.py: "
                     "made-up accuracies, not the real file\n")
-    written = write_table(path, standin_table())
+    written = write_table(path, standin_table(), standin=True)
     if written is None:
         raise UserError(f"could not write the table beside {path}: pick a writable folder")
     print(f"stand-in benchmark {path} (table {written}): made-up accuracies, for smoke runs only")

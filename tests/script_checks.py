@@ -46,8 +46,10 @@ def torchrun(script, args, nproc=2, timeout=300):
 
 
 def load_script(name):
-    """Import scripts/NAME.py under a module name of its own (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"drnas_test_script_{name}", ROOT / "scripts" / f"{name}.py")
+    """Import scripts/NAME.py (NAME may be reproduce/run_table) under a module name of its own
+    (scripts/ is not a package)."""
+    module_name = "drnas_test_script_" + name.replace("/", "_")
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -18,6 +18,7 @@ sums in place, `none` skipped — and with all of them off (contiguous memory,
 - In float64 everything agrees to 1e-9, for DARTS' softmax too (whose near-uniform start
   makes it the most sensitive to rounding in fp32): the rewrites are exact algebra."""
 import contextlib
+import json
 
 import pytest
 import torch
@@ -232,3 +233,20 @@ def test_gdas_synchronises_once_per_forward():
         finally:
             torch.cuda.set_sync_debug_mode(0)
     assert sum("synchroniz" in str(w.message) for w in caught) == 1  # the sampled ops, read once
+
+
+def test_concurrent_copies_time_their_steps_together(capsys):
+    """benchmark_search.py --concurrent 2 on the CPU: a correctness check of the mode (two
+    processes, timed windows that overlap, the total counted from them), not a speed figure."""
+    bench = load_script("benchmark_search")
+    report = bench.main(["--space", "201", "--num_cells", "1", "--init_channels", "4", "--batch_size", "8",
+                         "--steps", "3", "--warmup", "1", "--device", "cpu", "--threads", "1", "--concurrent", "2"])
+    copies = report["processes"]
+    assert report["concurrent"] == 2 and len(copies) == 2
+    assert all(c["steps"] == 3 and c["batch_size"] == 8 for c in copies)
+    # both copies left the barrier before either finished its timed steps
+    assert max(c["window_start"] for c in copies) < min(c["window_end"] for c in copies)
+    span = max(c["window_end"] for c in copies) - min(c["window_start"] for c in copies)
+    assert report["span_s"] == span and report["total_images_per_s"] == 2 * 3 * 8 / span
+    assert report["sum_images_per_s"] == sum(c["images_per_s"] for c in copies)
+    assert json.loads(capsys.readouterr().out)["concurrent"] == 2

@@ -1,19 +1,21 @@
 """scripts/plot_search.py and scripts/aggregate.py on the output of real tiny searches of both
-spaces (a CIFAR-10-format set of random pixels, the stand-in benchmark), and
-scripts/reproduce/*.sh as dry runs."""
+spaces (a CIFAR-10-format set of random pixels, the stand-in benchmark) and of trainings from
+scratch of what they found."""
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from common import run_records
+from common.benchmark import write_table
+from common.table_format import short_label
+from darts_space import train as darts_train
 from darts_space import train_search as darts_search
 from golden_runs import write_cifar10
 from script_checks import load_script, results
+from space201 import train as train_201
 from space201 import train_search, train_search_progressive
 from space201.model_search import OPS
 
@@ -55,6 +57,22 @@ def runs(tmp_path_factory):
                        "--train_epochs", "1", "1", "--arch_start_epoch", "0", "--hessian_freq", "2",
                        "--hessian_batches", "1", "--device", "cpu", "--output_dir", str(root / "darts_space")])
     folders["darts_space"] = root / "darts_space"
+    # a benchmark table not marked as a stand-in: what a real file's table looks like to the search
+    (root / "real.pth").write_text("a placeholder")
+    write_table(root / "real.pth", load_script("standin_benchmark").standin_table())
+    train_search.main([*TINY_201, "--epochs", "2", "--data", str(data), "--api_path", str(root / "real.pth"),
+                       "--sample_archs", "10", "--hessian_freq", "2", "--hessian_batches", "1", "--seed", "0",
+                       "--output_dir", str(root / "real0")])
+    # trainings from scratch: of a 201 search's cell, of the DARTS search's cell, of a published genotype
+    tiny_training = ["--dataset", "cifar10", "--data", str(data), "--data_limit", "64", "--batch_size", "32",
+                     "--epochs", "1", "--device", "cpu", "--report_freq", "1000"]
+    train_201.main([*tiny_training, "--init_channels", "4", "--num_cells", "1", "--arch", str(root / "drnas0"),
+                    "--output_dir", str(root / "eval201")])
+    for name, arch in (("darts_eval", str(root / "darts_space")), ("darts_published", "DrNAS_cifar10")):
+        darts_train.main([*tiny_training, "--init_channels", "8", "--layers", "3", "--auxiliary", "--arch", arch,
+                          "--output_dir", str(root / name)])
+    for name in ("real0", "eval201", "darts_eval", "darts_published"):
+        folders[name] = root / name
     return folders
 
 
@@ -217,13 +235,55 @@ def test_partial_channel_and_anchor_tables(runs, tmp_path):
     assert text.index("(a)") < text.index("(b)") < text.index("(c)")
 
 
-def test_darts_space_runs_are_not_counted_as_nas_bench_201(runs, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        aggregate.main([str(runs["darts_space"])])
-    assert exit_info.value.code == 2
-    assert "NAS-Bench-201" in capsys.readouterr().err
+def test_darts_space_runs_are_not_counted_as_nas_bench_201(runs):
+    darts_only = aggregate.main([str(runs["darts_space"])])
+    assert "(e) DARTS-space searches" in darts_only and "NAS-Bench-201" not in darts_only
     text = aggregate.main([str(runs["darts_space"]), str(runs["drnas0"])])
     assert row_of(text, "DrNAS", "CIFAR-10")[3] == cell(final(runs, "drnas0"))  # the DARTS-space run left out
+    assert text.index("## NAS-Bench-201 space") < text.index("(a)") < text.index("## DARTS space") < text.index("(e)")
+
+
+def test_evaluation_runs_have_tables_of_their_own(runs):
+    text = aggregate.main([str(runs[n]) for n in ("drnas0", "drnas1", "eval201")])
+    # the search table counts the two searches only; the training of drnas0's cell is a row of table (d)
+    assert row_of(text, "DrNAS", "CIFAR-10")[3] == cell(final(runs, "drnas0", "drnas1"))
+    evaluation, search = results(runs["eval201"]), results(runs["drnas0"])
+    row = row_of(text, "searched: drnas0 (DrNAS, seed 0)", "CIFAR-10")
+    assert row[2] == "1" and row[3] == cell([100.0 - evaluation["final_test_acc"]])
+    assert row[4] == f"{evaluation['params_m']:.2f} (n=1)"
+    assert row[5] == f"{search['wall_time_s'] / 86400:.3f}"  # the search's own wall time, one process
+    assert text.index("(a)") < text.index("(d) NAS-Bench-201 space: cells trained from scratch")
+
+
+def test_darts_space_searches_and_trainings(runs):
+    text = aggregate.main([str(runs[n]) for n in ("darts_space", "darts_eval", "darts_published")])
+    search = results(runs["darts_space"])
+    searches = row_of(text, "DrNAS", "darts", "CIFAR-10")
+    assert searches[3] == "1" and searches[4] == cell([search["wall_time_s"] / 86400], 3)
+    found = row_of(text, f"searched: darts_space (DrNAS, seed {search['args']['seed']})", "CIFAR-10")
+    published = row_of(text, "published: DrNAS_cifar10", "CIFAR-10")
+    for row, name in ((found, "darts_eval"), (published, "darts_published")):
+        assert row[3] == cell([100.0 - results(runs[name])["final_test_acc"]])
+        assert row[4] == f"{results(runs[name])['params_m']:.2f} (n=1)"
+    assert published[5] == "—" and found[5] == f"{search['wall_time_s'] / 86400:.3f}"
+    assert text.index("(e)") < text.index("(f) DARTS space: architectures trained from scratch")
+
+
+def test_stand_in_accuracies_are_marked_as_made_up(runs):
+    assert run_records.is_standin(results(runs["drnas0"])) and not run_records.is_standin(results(runs["real0"]))
+    mixed = aggregate.main([str(runs["drnas0"]), str(runs["real0"])])
+    assert "(a) NAS-Bench-201: accuracy of the searched cell — STAND-IN benchmark: made-up accuracies" in mixed
+    assert row_of(mixed, "DrNAS (benchmark=stand-in)", "CIFAR-10")[3] == cell(final(runs, "drnas0"))
+    assert row_of(mixed, "DrNAS (benchmark=file)", "CIFAR-10")[3] == cell(final(runs, "real0"))  # not pooled
+    assert "STAND-IN" not in aggregate.main([str(runs["real0"])])
+    standin = [run_records.load_run(runs["drnas0"])]
+    assert "STAND-IN" in plot_search.exploration_title(standin)
+    assert "STAND-IN" not in plot_search.exploration_title([run_records.load_run(runs["real0"])])
+
+
+def test_a_row_label_names_a_few_differing_flags():
+    assert short_label(["a", "b"], {"a": "1"}) == "a=1, b=-"
+    assert short_label(list("abcdef"), dict.fromkeys("abcdef", "0")) == "a=0, b=0, c=0, +3 other flags"
 
 
 def test_unfinished_runs_are_left_out(runs, tmp_path, capsys):
@@ -254,44 +314,3 @@ def test_aggregate_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
-
-
-# ----------------------------------------------------------------------------- reproduce/*.sh
-
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-@pytest.mark.parametrize("script, searches", [
-    ("nb201_table.sh", 3 * 5),          # 3 datasets x 5 methods x 1 seed
-    ("partial_channels.sh", 4 + 1),     # k = 1 2 4 8, progressive
-    ("anchor_ablation.sh", 7),          # 7 lambdas
-])
-def test_reproduce_scripts_dry_run(script, searches, tmp_path):
-    env = dict(os.environ, DRY_RUN="1", SEEDS="0", EPOCHS="1", API_PATH="x")
-    for name in ("DATA", "EXTRA_ARGS", "DATASETS", "METHODS", "KS", "LAMBDAS", "REG_TYPE",
-                 "PROGRESSIVE_ARGS", "PYTHON"):
-        env.pop(name, None)
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce" / script)], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=20)
-    assert done.returncode == 0, done.stderr
-    commands = [line for line in done.stdout.splitlines() if line and not line.startswith("#")]
-    assert len(commands) == searches + 1, done.stdout
-    *search_lines, last = commands
-    epochs_flag = {"train_search.py": "--epochs 1", "train_search_progressive.py": "--train_epochs 1 1"}
-    assert all(line.split()[1] in epochs_flag for line in search_lines)
-    assert all(epochs_flag[line.split()[1]] in line for line in search_lines)
-    assert all(f"--api_path {tmp_path}/x" in line for line in search_lines)  # made absolute
-    assert all("--seed 0" in line and "--output_dir ../experiments/" in line for line in search_lines)
-    assert "aggregate.py" in last and "--recursive" in last
-    if script == "nb201_table.sh":
-        flagged = [line for line in search_lines if "--hessian_freq 5" in line]
-        assert len(flagged) == 2 and all("--dataset cifar10 " in line for line in flagged)
-        assert all("--sample_archs 100" in line for line in flagged)
-    if script == "partial_channels.sh":
-        assert sum("train_search_progressive.py" in line for line in search_lines) == 1
-
-
-def test_reproduce_script_needs_api_path(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "API_PATH"}
-    env["DRY_RUN"] = "1"
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce" / "anchor_ablation.sh")],
-                          env=env, capture_output=True, text=True, timeout=20)
-    assert done.returncode != 0 and "API_PATH" in done.stderr
