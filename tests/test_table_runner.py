@@ -121,7 +121,9 @@ def test_the_state_of_a_run_folder(tmp_path):
     assert run_state(run, tmp_path / "a") == "new"
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "log.txt").write_text("killed before its first checkpoint")
-    assert run_state(run, tmp_path / "a") == "fresh"
+    assert run_state(run, tmp_path / "a") == "new"  # nothing to lose: a new start may go there
+    (tmp_path / "a" / "results.json").write_text(json.dumps({"epochs": [{}], "finished": False}))
+    assert run_state(run, tmp_path / "a") == "fresh"  # an epoch recorded without its checkpoint
     (tmp_path / "a" / "checkpoint.pt").write_bytes(b"")
     assert run_state(run, tmp_path / "a") == "resume"
     (tmp_path / "a" / "results.json").write_text(json.dumps({"finished": True}))
