@@ -3,7 +3,7 @@ building blocks the search network (model_search.py) and the evaluation network 
 share."""
 from torch import nn
 
-from common.fused import scaled_batch_norm
+from common.nas.fused import scaled_batch_norm
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_NODES = 4
@@ -20,7 +20,7 @@ class ReLUConvBN(nn.Sequential):
         )
 
     def weighted_after_relu(self, relu_x, weight):
-        """weight * self(x) given ReLU(x) (common/mixed_op.py: the fused path of a mixed op)."""
+        """weight * self(x) given ReLU(x) (common/nas/mixed_op.py: the fused path of a mixed op)."""
         return scaled_batch_norm(self[2], self[1](relu_x), weight)
 
 

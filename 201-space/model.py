@@ -29,9 +29,9 @@ import re
 from torch import nn
 
 from common.errors import UserError
-from common.genotype_source import final_genotype, read_arch_json
-from common.results import RESULTS_NAME
-from common.train import count_parameters  # noqa: F401  (part of this module's API)
+from common.run.genotype_source import final_genotype, read_arch_json
+from common.run.results import RESULTS_NAME
+from common.run.train import count_parameters  # noqa: F401  (part of this module's API)
 from space201.cell import EDGES, NUM_NODES, OPS, ResidualBlock, genotype_string, make_op, parse_genotype
 
 # The default --arch: NAS-Bench-201's best cell on CIFAR-10
@@ -71,7 +71,7 @@ def cell_ops(genotype):
 def resolve_cell(arch, allow_unfinished=False):
     """The cell string that `--arch` names: a cell string (or the authors' logged
     `Structure(4 nodes with |...|)`), or a NAS-Bench-201 search's
-    results.json (its final "genotype") or run folder, read by common/genotype_source.py; a
+    results.json (its final "genotype") or run folder, read by common/run/genotype_source.py; a
     search that has not finished is refused unless `allow_unfinished`. One-line UserErrors."""
     arch = str(arch).strip()
     printed = STRUCTURE.fullmatch(arch)  # the authors' logs print their genotype as Structure(...)

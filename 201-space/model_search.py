@@ -11,10 +11,10 @@ import functools
 import torch.nn.functional as F
 from torch import nn
 
-from common.fused import AvgPool, fresh_sum, shared_relu
-from common.mixed_op import MixedOp
-from common.mixing import ArchDistribution
-from common.network import SearchNetwork
+from common.nas.fused import AvgPool, fresh_sum, shared_relu
+from common.nas.mixed_op import MixedOp
+from common.nas.mixing import ArchDistribution
+from common.nas.network import SearchNetwork
 from space201.cell import (EDGES, NUM_NODES, OPS, ReLUConvBN, ResidualBlock, Zero, genotype_string, make_op,
                            parse_genotype)
 

@@ -18,7 +18,7 @@ JSON records space "201", the cell, every epoch's test accuracy, the final test 
 benchmark's figure: no "best" epoch chosen on the test set) and the parameter count;
 `--count_params` prints the count alone. `--device`, `--resume`, `--output_dir`, `--stop_after_epoch`,
 `--data_limit`, `--amp`, `--memory_format` and `--dataset folder` (any class-folder dataset,
-common/folder_data.py) are additions. The loop is common/train.py.
+common/data/folder_data.py) are additions. The loop is common/run/train.py.
 
 Data parallel on several GPUs (or CPU processes), same flags, `--batch_size` the global batch:
 
@@ -26,13 +26,13 @@ Data parallel on several GPUs (or CPU processes), same flags, `--batch_size` the
 """
 import argparse
 
-from common import flags, launch
-from common.datasets import DATASETS
+from common.run import flags, launch
+from common.data.datasets import DATASETS
 from common.errors import UserError
-from common.loaders import training_loaders
-from common.run_folder import PROJECT_ROOT, default_output_dir
-from common.schedule import cosine_to_zero
-from common.train import training
+from common.data.loaders import training_loaders
+from common.run.run_folder import PROJECT_ROOT, default_output_dir
+from common.run.schedule import cosine_to_zero
+from common.run.train import training
 from space201.model import BEST_CELL, TinyNetwork, resolve_cell
 
 

@@ -5,15 +5,17 @@
 The flags and defaults below are the authors' (their train_search.py); `--device`, `--resume`,
 `--output_dir`, `--stop_after_epoch`, `--data_limit`, `--sample_archs`, `--hessian_freq`,
 `--amp`, `--memory_format`, `--arch_grad_clip`, `--arch_start_epoch` and `--method pcdarts` are
-additions. The loop is common/search.py.
+additions. The loop is common/nas/search.py.
 """
-from common import flags, launch, search_flags
-from common.benchmark import open_benchmark
-from common.datasets import DATASETS
-from common.loaders import search_loaders
-from common.run_folder import PROJECT_ROOT
-from common.search_build import search
+from common.nas import search_flags
+from common.run import flags, launch
+from common.bench.benchmark import open_benchmark
+from common.data.datasets import DATASETS
+from common.data.loaders import search_loaders
+from common.run.run_folder import PROJECT_ROOT
+from common.nas.search_build import search
 from common.spaces import SPACES
+from space201 import architect
 
 # PC-DARTS's own settings (Xu et al., ICLR 2020, section 4.2), taken with --method pcdarts unless
 # given: k 4, 50 epochs, batch 256, lr 0.1 to 0, the architecture's Adam at 6e-4 (its weight decay
@@ -30,8 +32,7 @@ def build_parser():
                            grad_clip=5.0, seed=2)
     flags.add_cosine_flags(p, learning_rate_min=0.001)
     search_flags.add_plain_stage_flags(p, epochs=100, k=1, arch_start_epoch=0)
-    search_flags.add_arch_flags(p, method="dirichlet", arch_learning_rate=3e-4, reg_type="l2", reg_scale=1e-3,
-                         arch_grad_clip=0.0, tau_max=10.0, tau_min=1.0)
+    architect.add_arch_flags(p)
     p.add_argument("--init_channels", type=flags.positive_int, default=16, help="C: channels of the first stage")
     p.add_argument("--num_cells", type=flags.positive_int, default=5, help="N: cells per stage")
     search_flags.add_benchmark_flag(p)
@@ -45,7 +46,8 @@ def build_parser():
 
 
 def run(args, dist=None):
-    return search(args, SPACES["201"], loaders_factory=search_loaders, dist=dist, open_benchmark=open_benchmark)
+    return search(args, SPACES["201"], architect=architect.build, loaders_factory=search_loaders, dist=dist,
+                  open_benchmark=open_benchmark)
 
 
 main = launch.entry_point(build_parser, run)

@@ -7,13 +7,15 @@ The flags and defaults below are the authors' (their train_search_progressive.py
 cosine restarted at the second stage by their new optimizer and loaded scheduler state.
 `--stage_lr continue` keeps one cosine instead; the other additions are train_search.py's.
 """
-from common import flags, launch, search_flags
-from common.benchmark import open_benchmark
-from common.datasets import DATASETS
-from common.loaders import search_loaders
-from common.run_folder import PROJECT_ROOT
-from common.search_build import search
+from common.nas import search_flags
+from common.run import flags, launch
+from common.bench.benchmark import open_benchmark
+from common.data.datasets import DATASETS
+from common.data.loaders import search_loaders
+from common.run.run_folder import PROJECT_ROOT
+from common.nas.search_build import search
 from common.spaces import SPACES
+from space201 import architect
 
 
 def build_parser():
@@ -25,8 +27,7 @@ def build_parser():
     flags.add_cosine_flags(p, learning_rate_min=0.001)
     search_flags.add_progressive_flags(p, ks=[4, 2], num_keeps=[5, 3], train_epochs=[50, 50], arch_start_epoch=10,
                                 stage_lr="restart")
-    search_flags.add_arch_flags(p, method="dirichlet", arch_learning_rate=3e-4, reg_type="l2", reg_scale=1e-3,
-                         arch_grad_clip=0.0, tau_max=10.0, tau_min=1.0)
+    architect.add_arch_flags(p)
     p.add_argument("--init_channels", type=flags.positive_int, default=16, help="C: channels of the first stage")
     p.add_argument("--num_cells", type=flags.positive_int, default=5, help="N: cells per stage")
     search_flags.add_benchmark_flag(p)
@@ -39,7 +40,8 @@ def build_parser():
 
 
 def run(args, dist=None):
-    return search(args, SPACES["201"], loaders_factory=search_loaders, dist=dist, open_benchmark=open_benchmark)
+    return search(args, SPACES["201"], architect=architect.build, loaders_factory=search_loaders, dist=dist,
+                  open_benchmark=open_benchmark)
 
 
 main = launch.entry_point(build_parser, run)

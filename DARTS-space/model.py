@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from common.errors import UserError, one_line
-from common.genotype_source import final_genotype, read_arch_json
-from common.results import RESULTS_NAME
-from common.train import count_parameters  # noqa: F401  (part of this module's API)
+from common.run.genotype_source import final_genotype, read_arch_json
+from common.run.results import RESULTS_NAME
+from common.run.train import count_parameters  # noqa: F401  (part of this module's API)
 from darts_space.genotype_text import genotype_from_text, named_genotypes
 from darts_space.genotypes import Genotype, genotype_from_json
 from darts_space.operations import OPS, FactorizedReduce, ReLUConvBN
@@ -226,7 +226,7 @@ def resolve_genotype(arch, allow_unfinished=False):
     "genotype" entry, the final one) or a bare genotype (`genotype_to_json`'s dict). A search
     run folder holding results.json is accepted too. A Genotype passes through. Anything else
     is a one-line UserError, and so is a search that has not finished (its genotype is an
-    intermediate one) unless `allow_unfinished`. Reading the file is common/genotype_source.py's,
+    intermediate one) unless `allow_unfinished`. Reading the file is common/run/genotype_source.py's,
     shared with 201-space."""
     if isinstance(arch, Genotype):
         return arch

@@ -11,9 +11,9 @@ outputs the concatenation of the last `multiplier` nodes. Global average pooling
 linear classifier end the network.
 
 Normal and reduction cells have separate architecture distributions
-(`common.mixing.ArchDistribution`, edges x 7 ops); every forward draws ONE sample of each,
+(`common.nas.mixing.ArchDistribution`, edges x 7 ops); every forward draws ONE sample of each,
 shared by all cells of that type.
-Each edge is a `common.mixed_op.MixedOp` on `C // k` channels; in a reduction cell the edges
+Each edge is a `common.nas.mixed_op.MixedOp` on `C // k` channels; in a reduction cell the edges
 from the two cell inputs have stride 2 and their bypassed channels go through a 2x2 max
 pool. Search BatchNorms have no affine parameters (running statistics tracked).
 """
@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.fused import fresh_sum, shared_relu
-from common.mixed_op import MixedOp
-from common.mixing import DERIVE_RULES, ArchDistribution
-from common.network import SearchNetwork
+from common.nas.fused import fresh_sum, shared_relu
+from common.nas.mixed_op import MixedOp
+from common.nas.mixing import DERIVE_RULES, ArchDistribution
+from common.nas.network import SearchNetwork
 from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import derive as derive_genotype, genotype_to_json, num_edges
 from darts_space.operations import PRIMITIVES, FactorizedReduce, ReLUConvBN, search_op
@@ -82,7 +82,7 @@ class Network(SearchNetwork):
         if derive not in DERIVE_RULES:
             raise ValueError(f"unknown derivation rule {derive!r}; known: {', '.join(DERIVE_RULES)}")
         self.steps, self.multiplier = steps, multiplier
-        self.derive = derive  # what genotype() ranks ops and edges by (common.mixing.DERIVE_RULES)
+        self.derive = derive  # what genotype() ranks ops and edges by (common.nas.mixing.DERIVE_RULES)
         if stem == "cifar":
             c_stem = stem_multiplier * C
             self.stem = nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))

@@ -2,7 +2,7 @@
 
 Every constructor in `OPS` takes `(C, stride, affine)` and maps C channels to C channels
 (spatial size divided by `stride`). Inside every op all channel dimensions equal C
-(depthwise convolutions have `groups=C`), so `common.mixed_op.widen_like` can widen any of
+(depthwise convolutions have `groups=C`), so `common.nas.mixed_op.widen_like` can widen any of
 them from C/k_old to C/k_new channels (progressive learning, paper section 2.3).
 
 `FactorizedReduce` is the usual two-phase 1x1 reduction (half of the output channels see the
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.fused import AvgPool, scaled_batch_norm
+from common.nas.fused import AvgPool, scaled_batch_norm
 
 PRIMITIVES = (
     "max_pool_3x3",
@@ -51,7 +51,7 @@ class ReLUConvBN(nn.Module):
         return self.op(x)
 
     def weighted_after_relu(self, relu_x, weight):
-        """weight * self(x) given ReLU(x) (common/mixed_op.py: the fused path of a mixed op)."""
+        """weight * self(x) given ReLU(x) (common/nas/mixed_op.py: the fused path of a mixed op)."""
         return scaled_batch_norm(self.op[2], self.op[1](relu_x), weight)
 
 
@@ -105,7 +105,7 @@ class PoolBN(nn.Sequential):
         super().__init__(pool, nn.BatchNorm2d(C, affine=False))
 
     def weighted(self, x, weight):
-        """weight * self(x), the weight folded into the BatchNorm (common/mixed_op.py)."""
+        """weight * self(x), the weight folded into the BatchNorm (common/nas/mixed_op.py)."""
         return scaled_batch_norm(self[1], self[0](x), weight)
 
 
@@ -143,7 +143,7 @@ class FactorizedReduce(nn.Module):
 
     @staticmethod
     def output_channel_map(source_channel, old_width):
-        """Where each output channel of the widened op comes from (common/mixed_op.py), given the
+        """Where each output channel of the widened op comes from (common/nas/mixed_op.py), given the
         edge's map g of `old_width` channels onto len(g): each half (phase) widened apart, as the
         authors widen conv_1 and conv_2. A half keeps its old channels in place, and each new one
         copies a channel of its own half, drawn from g's random part (uniform over the half)."""
@@ -186,7 +186,7 @@ def search_op(name, C, stride=1):
     """A candidate op of a search cell: every BatchNorm without affine parameters.
 
     `functools.partial(search_op, stride=s)` is the `make_op(name, channels)` of a
-    `common.mixed_op.MixedOp`."""
+    `common.nas.mixed_op.MixedOp`."""
     if name not in OPS:
         raise ValueError(f"unknown DARTS-space op {name!r}; known: {', '.join(OPS)}")
     return OPS[name](C, stride, False)

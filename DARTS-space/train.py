@@ -11,20 +11,20 @@ results.json (or its run folder) or a genotype JSON; `--count_params` prints the
 Training uses the whole training set, evaluation the test split; the results JSON holds every
 epoch's test accuracy, the final and best test accuracy and the parameter count. `--device`,
 `--resume`, `--output_dir`, `--stop_after_epoch`, `--data_limit`, `--amp` and
-`--memory_format` are additions. The loop is common/train.py.
+`--memory_format` are additions. The loop is common/run/train.py.
 
 Data parallel on several GPUs (or CPU processes), same flags, `--batch_size` the global batch:
 
     torchrun --nproc_per_node=4 train.py --auxiliary --cutout --arch DrNAS_cifar10
 """
 
-from common import flags, launch
-from common.datasets import DATASETS
+from common.run import flags, launch
+from common.data.datasets import DATASETS
 from common.errors import UserError
-from common.loaders import training_loaders
-from common.run_folder import PROJECT_ROOT, default_output_dir
-from common.schedule import cosine_to_zero
-from common.train import training
+from common.data.loaders import training_loaders
+from common.run.run_folder import PROJECT_ROOT, default_output_dir
+from common.run.schedule import cosine_to_zero
+from common.run.train import training
 from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkCIFAR, resolve_genotype

@@ -8,19 +8,19 @@ auxiliary weight 0.4, gradient clip 5, no drop-path; the learning rate decays li
 (default; PC-DARTS's `adjust_lr`, whose last 5 epochs have a smaller slope) or by cosine
 (`cosine`: theirs, one epoch ahead; `cosine_unshifted`), after a 5-epoch linear warm-up,
 lr * (epoch + 1) / 5, when the batch exceeds 256. The data is the class-folder layout
-`<data>/train/<class>/*.JPEG`, `<data>/val/<class>/*.JPEG` (common/imagenet_data.py). The
+`<data>/train/<class>/*.JPEG`, `<data>/val/<class>/*.JPEG` (common/data/imagenet_data.py). The
 results JSON holds every epoch's top-1 and top-5 validation accuracy, the final and best top-1
-and the parameter count. The loop is common/train.py.
+and the parameter count. The loop is common/run/train.py.
 """
 import functools
 
 import torch.nn.functional as F
 
-from common import flags, launch
-from common.imagenet_loader import imagenet_training_loaders
-from common.run_folder import PROJECT_ROOT, default_output_dir
-from common.schedule import DECAYS, WARMUP_ABOVE_BATCH, EpochLR, imagenet_training_lr, warmup_epochs_for
-from common.train import training
+from common.run import flags, launch
+from common.data.imagenet_loader import imagenet_training_loaders
+from common.run.run_folder import PROJECT_ROOT, default_output_dir
+from common.run.schedule import DECAYS, WARMUP_ABOVE_BATCH, EpochLR, imagenet_training_lr, warmup_epochs_for
+from common.run.train import training
 from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkImageNet, resolve_genotype
@@ -47,7 +47,7 @@ def build_parser():
 
 
 def schedule(args, optimizer):
-    """Warm-up then decay, set once per epoch (common/schedule.py)."""
+    """Warm-up then decay, set once per epoch (common/run/schedule.py)."""
     return EpochLR(optimizer, functools.partial(
         imagenet_training_lr, lr=args.learning_rate, epochs=args.epochs, decay=args.lr_scheduler,
         warmup_epochs=warmup_epochs_for(args.batch_size, args.warmup_epochs)))

@@ -8,14 +8,16 @@ scheduler state), wd 3e-4, arch lr 6e-4, l2 anchor 1e-3, seed 2; k 6 then 4, ops
 4, 25 + 25 epochs, architecture updates from epoch 10 of each stage. One value each for
 `--ks`, `--num_keeps`, `--train_epochs` gives a search without progressive learning. The
 results JSON holds the genotype of every epoch and the final one as plain lists, which
-`train.py --arch` takes. The loop is common/search.py.
+`train.py --arch` takes. The loop is common/nas/search.py.
 """
-from common import flags, launch, search_flags
-from common.datasets import DATASETS
-from common.loaders import search_loaders
-from common.run_folder import PROJECT_ROOT
-from common.search_build import search
+from common.nas import search_flags
+from common.run import flags, launch
+from common.data.datasets import DATASETS
+from common.data.loaders import search_loaders
+from common.run.run_folder import PROJECT_ROOT
+from common.nas.search_build import search
 from common.spaces import SPACES
+from darts_space import architect
 
 # PC-DARTS's own CIFAR search (Xu et al., ICLR 2020, section 4.2), taken with --method pcdarts
 # unless given: one stage of 50 epochs at k 4 with every op, 8 cells of C 16, batch 256, lr 0.1
@@ -33,8 +35,7 @@ def build_parser():
     flags.add_cosine_flags(p, learning_rate_min=0.0)
     search_flags.add_progressive_flags(p, ks=[6, 4], num_keeps=[7, 4], train_epochs=[25, 25], arch_start_epoch=10,
                                 stage_lr="restart")
-    search_flags.add_arch_flags(p, method="dirichlet", arch_learning_rate=6e-4, reg_type="l2", reg_scale=1e-3,
-                         arch_grad_clip=0.0, tau_max=10.0, tau_min=1.0)
+    architect.add_arch_flags(p)
     p.add_argument("--init_channels", type=flags.positive_int, default=36, help="C: channels of the first stage")
     p.add_argument("--layers", type=flags.bounded(int, 3), default=20,
                    help="cells in the search network (two of them reduction cells)")
@@ -49,7 +50,7 @@ def build_parser():
 
 
 def run(args, dist=None):
-    return search(args, SPACES["darts"], loaders_factory=search_loaders, dist=dist)
+    return search(args, SPACES["darts"], architect=architect.build, loaders_factory=search_loaders, dist=dist)
 
 
 main = launch.entry_point(build_parser, run)

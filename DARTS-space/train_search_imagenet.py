@@ -6,7 +6,7 @@
 The data is the authors' sample of the ImageNet training set (scripts/sample_imagenet.py):
 `<data>/train/<class>/` (10 % of every class) trains the weights, `<data>/val/<class>/`
 (another 2.5 %) the architecture; both with RandomResizedCrop 224 and flips. On a GPU the
-JPEGs are decoded and augmented on the GPU (`--loader auto`, common/imagenet_loader.py).
+JPEGs are decoded and augmented on the GPU (`--loader auto`, common/data/imagenet_loader.py).
 
 The flags and defaults below are the authors' (their train_search_imagenet.py): batch 512
 (global: split over the processes), SGD lr 0.5 with a 5-epoch linear warm-up (batch above
@@ -15,14 +15,16 @@ arch lr 6e-3 and arch weight decay 1e-3 (the l2 anchor, `--reg_scale`), the arch
 gradient clipped to 5 (`--arch_grad_clip`), seed 0; k 6 then 3, ops kept 7 then 4, 25 + 25
 epochs, architecture updates from epoch 10 of each stage, the architecture half evaluated in
 the last 3 epochs only (`--valid_from_epoch 47`). Under torchrun the search runs in
-DistributedDataParallel (the authors used DataParallel): see common/search.py.
+DistributedDataParallel (the authors used DataParallel): see common/nas/search.py.
 """
-from common import flags, launch, search_flags
-from common.imagenet_loader import BACKENDS, imagenet_search_loaders
-from common.run_folder import PROJECT_ROOT
-from common.schedule import WARMUP_ABOVE_BATCH, warmup_epochs_for
-from common.search_build import search, stage_schedule
+from common.nas import search_flags
+from common.run import flags, launch
+from common.data.imagenet_loader import BACKENDS, imagenet_search_loaders
+from common.run.run_folder import PROJECT_ROOT
+from common.run.schedule import WARMUP_ABOVE_BATCH, warmup_epochs_for
+from common.nas.search_build import search, stage_schedule
 from common.spaces import SPACES
+from darts_space import architect
 
 
 def build_parser():
@@ -37,8 +39,7 @@ def build_parser():
                    help=f"linear warm-up epochs, only when --batch_size > {WARMUP_ABOVE_BATCH}")
     search_flags.add_progressive_flags(p, ks=[6, 3], num_keeps=[7, 4], train_epochs=[25, 25], arch_start_epoch=10,
                                 stage_lr="restart")
-    search_flags.add_arch_flags(p, method="dirichlet", arch_learning_rate=6e-3, reg_type="l2", reg_scale=1e-3,
-                         arch_grad_clip=5.0, tau_max=10.0, tau_min=1.0)
+    architect.add_arch_flags(p, architect.IMAGENET_DEFAULTS)
     p.add_argument("--init_channels", type=flags.positive_int, default=48, help="C: channels of the first stage")
     p.add_argument("--layers", type=flags.bounded(int, 3), default=14,
                    help="cells in the search network (two of them reduction cells)")
@@ -64,7 +65,8 @@ def schedule(args, optimizer, stages):
 
 
 def run(args, dist=None):
-    return search(args, SPACES["imagenet"], loaders_factory=imagenet_search_loaders, dist=dist, schedule=schedule)
+    return search(args, SPACES["imagenet"], architect=architect.build, loaders_factory=imagenet_search_loaders, dist=dist,
+                  schedule=schedule)
 
 
 main = launch.entry_point(build_parser, run)

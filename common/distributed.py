@@ -4,10 +4,10 @@
 
 `init_distributed` reads torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); without it
 (or with WORLD_SIZE 1) the run is a single process and nothing changes. The loaders shard
-themselves over the ranks (common/device_loader.py, common/imagenet_loader.py): `--batch_size`
+themselves over the ranks (common/data/device_loader.py, common/data/imagenet_loader.py): `--batch_size`
 stays the global batch.
 
-The search (common/search.py) runs the same way: its weight step goes through DDP, its
+The search (common/nas/search.py) runs the same way: its weight step goes through DDP, its
 architecture gradients are averaged over the ranks (`average_gradients`) before every Adam
 step, so every rank holds the same alpha, prunes and widens identically, and only rank 0
 logs and checkpoints.

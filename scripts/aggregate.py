@@ -4,7 +4,7 @@
     python scripts/aggregate.py RUN_DIR [RUN_DIR ...]
 
 Search runs and evaluation runs (trainings from scratch) never share a table, and each space
-has its own (common/report.py):
+has its own (scripts/reports/report.py):
 
 NAS-Bench-201 space
 (a) the benchmark table: one row per method and search dataset, the six accuracies of the
@@ -30,8 +30,8 @@ import sys
 from pathlib import Path
 
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.report import render_markdown
-from common.run_records import load_runs
+from reports.report import render_markdown
+from reports.run_records import load_runs
 
 
 def build_parser():

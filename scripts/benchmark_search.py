@@ -6,7 +6,7 @@
     python scripts/benchmark_search.py --space imagenet --batch_size 8 --loader_data DIR
     python scripts/benchmark_search.py --space 201 --device cuda --concurrent 4   # 4 searches on one GPU
 
-Runs `--warmup` steps, then times `--steps` steps of `common.search.search_step` on random
+Runs `--warmup` steps, then times `--steps` steps of `common.nas.search.search_step` on random
 batches of the space's input shape (data loading is not part of the step) and prints JSON:
 median and mean step time, images per second (weight batch / median step) and peak memory:
 CUDA max allocated on a GPU; on a CPU the process's peak resident set size, beside the
@@ -14,12 +14,12 @@ resident size after set-up so the step's own share can be read off.
 
 Spaces: 201 (NAS-Bench-201, CIFAR 32x32), darts (the DARTS-space CIFAR search network) and
 imagenet (the direct ImageNet search network: C 48, 14 layers, 224x224, 1000 classes).
-`--reference` runs the mixed ops literally (common.mixed_op.reference_computation: the
+`--reference` runs the mixed ops literally (common.nas.mixed_op.reference_computation: the
 authors' computation); `--compare` runs every option set in its own process and prints a
 Markdown table. `--loader_data` (a sampled ImageNet folder, train/ and val/) adds the
-images per second of the search loader for each backend (common/imagenet.py). `--concurrent N`
+images per second of the search loader for each backend (common/data/imagenet_loader.py). `--concurrent N`
 runs N copies at once on the device, each in its own process, timing their steps together
-after a barrier, and prints their total images/s (common/bench_processes.py).
+after a barrier, and prints their total images/s (scripts/bench_processes.py).
 """
 import argparse
 import contextlib
@@ -32,14 +32,14 @@ import time
 
 import torch
 
-from common.architect import Architect
-from common.bench_processes import run_concurrently, run_rows, wait_at_barrier
-from common.cuda_graph import StepGraph
+from common.nas.architect import Architect
+from bench_processes import run_concurrently, run_rows, wait_at_barrier
+from common.nas.cuda_graph import StepGraph
 from common.device import MEMORY_FORMATS, check_amp, configure_backends, memory_mb, resolve_device, seed_everything
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.fused import reference_computation
-from common.progressive import load_masks
-from common.search import search_step
+from common.nas.fused import reference_computation
+from common.nas.progressive import load_masks
+from common.nas.search import search_step
 from common.spaces import SPACES
 
 
@@ -144,12 +144,12 @@ def compare(argv):
 
 def loader_speed(args, device):
     """Images per second of the ImageNet search loader (its training half), per backend."""
-    from common.device_loader import loader_images_per_second
-    from common.imagenet_loader import folder_search_loaders
+    from common.data.device_loader import loader_images_per_second
+    from common.data.imagenet_loader import streamed_search_loaders
 
     speeds = {}
     for backend in ("workers", "decode"):
-        loaders = folder_search_loaders(args.loader_data, args.batch_size, device, args.seed, workers=args.workers,
+        loaders = streamed_search_loaders(args.loader_data, args.batch_size, device, args.seed, workers=args.workers,
                                         backend=backend, memory_format=MEMORY_FORMATS[args.memory_format])
         speeds[backend] = loader_images_per_second(loaders.train, args.loader_batches)
     return speeds
@@ -158,7 +158,7 @@ def loader_speed(args, device):
 def hessian_cost(model, batches, median_step, epoch_steps, device):
     """Time one `--hessian_freq` computation (Lanczos at the expected mixing weights) over
     `batches`, and its share of a search epoch of `epoch_steps` steps at the median step."""
-    from common.hessian import arch_hessian_eigenvalues
+    from common.nas.hessian import arch_hessian_eigenvalues
 
     synchronize(device)
     start = time.perf_counter()

@@ -9,15 +9,15 @@ NAS-Bench-201 cell, to PNG and PDF.
 
 Writes STEM.png and STEM.pdf into --out (default: the run folder for a run, else the current
 folder; STEM: the genotype's name, or "cell"). Graphviz lays the graph out where its `dot` is
-installed; otherwise matplotlib draws it (common/cell_diagram.py). Nothing given is executed:
+installed; otherwise matplotlib draws it (scripts/reports/cell_diagram.py). Nothing given is executed:
 `Genotype(...)` text is read as data.
 """
 import os
 from pathlib import Path
 
-from common.cell_diagram import CELL_GRAPHS, ENGINES, draw
+from reports.cell_diagram import CELL_GRAPHS, ENGINES, draw
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.genotype_source import run_genotype
+from common.run.genotype_source import run_genotype
 
 
 def resolve(target):

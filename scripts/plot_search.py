@@ -16,7 +16,7 @@ Writes three PNG files into `--out` (default: the first RUN_DIR):
 - edges.png: the expected mixing weight (Dirichlet mean) of every op on every edge over
   the epochs, one subplot per edge; of the first run, or of --edges_run INDEX. A space with
   more than 8 edges per cell (the DARTS space) gets a heatmap per cell type instead: the mean
-  minus its uniform value at the last epoch (common/edge_heatmap.py).
+  minus its uniform value at the last epoch (scripts/reports/edge_heatmap.py).
 
 Several runs overlay on one figure, labelled by --labels or by "method seed". A figure
 whose data no run recorded is skipped with a note.
@@ -25,11 +25,13 @@ import math
 import sys
 from pathlib import Path
 
-from common.edge_heatmap import plot_edge_heatmap
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.results import METHOD_TITLES, METRIC_TITLES, METRICS
-from common.run_records import (edge_names, edge_series, epochs_of, exploration_series, is_standin, load_run,
-                                number, op_names, stage_starts)
+from common.run.results import METHOD_TITLES, METRIC_TITLES, METRICS, results_file
+from reports.edge_heatmap import plot_edge_heatmap
+from reports.figure_kit import MaxNLocator, epoch_axis, nan, pyplot, save_figure
+from reports.run_records import (edge_names, edge_series, epochs_of, exploration_series, is_standin,
+                                load_run, nothing_left, number, op_names, read_checked,
+                                stage_starts)
 
 FIGURES = ("exploration.png", "eigenvalue.png", "edges.png")
 MAX_LINE_EDGES = 8  # edges per cell type drawn as curves; more (the DARTS space's 14) as a heatmap
@@ -56,43 +58,6 @@ def default_labels(runs):
 
 
 # ----------------------------------------------------------------------------- figures
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def MaxNLocator(**kwargs):  # noqa: N802 (matplotlib's class, imported late)
-    from matplotlib.ticker import MaxNLocator as locator
-
-    return locator(**kwargs)
-
-
-def epoch_axis(ax, ylabel, title, **title_kw):
-    """Label an axis whose x is the epoch (integer ticks), and grid it."""
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, **title_kw)
-    ax.grid(alpha=0.3)
-
-
-def save_figure(fig, out, name, dpi=120, **layout):
-    """Lay out `fig`, write it as `out`/`name`, close it; return the path."""
-    fig.tight_layout(**layout)
-    path = Path(out) / name
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
-    return path
-
-
-def nan(values):
-    return [float("nan") if v is None else v for v in values]
-
 
 def exploration_title(runs):
     """The title of exploration.png: marked when a run's accuracies come from a stand-in benchmark."""
@@ -275,27 +240,49 @@ def build_parser():
     return p
 
 
+def note(text):
+    print(text, file=sys.stderr)
+
+
+def readable_runs(paths):
+    """[(index in `paths`, run)] of the runs a figure may read; a run with a field of the wrong
+    type is skipped with a line naming its file and field (reports.run_schema)."""
+    kept, skipped = [], []
+    for index, path in enumerate(paths):
+        run, why = read_checked(results_file(path), load_run)
+        if why is None:
+            kept.append((index, run))
+        else:
+            skipped.append(why)
+    if not kept:
+        raise UserError(nothing_left(skipped))
+    for why in skipped:
+        note(f"note: skipping a run: {why}")
+    return kept
+
+
 @exit_on_user_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    runs = [load_run(path) for path in args.runs]
-    if args.labels is not None and len(args.labels) != len(runs):
-        raise UserError(f"--labels has {len(args.labels)} labels for {len(runs)} runs: give one per run")
-    if not -len(runs) <= args.edges_run < len(runs):
-        raise UserError(f"--edges_run {args.edges_run} is out of range: there are {len(runs)} runs (0-based)")
-    labels = args.labels or default_labels(runs)
+    if args.labels is not None and len(args.labels) != len(args.runs):
+        raise UserError(f"--labels has {len(args.labels)} labels for {len(args.runs)} runs: give one per run")
+    if not -len(args.runs) <= args.edges_run < len(args.runs):
+        raise UserError(f"--edges_run {args.edges_run} is out of range: there are {len(args.runs)} runs (0-based)")
+    kept = readable_runs(args.runs)
+    runs = [run for _, run in kept]
+    labels = [args.labels[index] for index, _ in kept] if args.labels else default_labels(runs)
     out = Path(args.out) if args.out else Path(runs[0]["dir"])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the output folder {out}: {err.strerror or err}") from None
-
-    def note(text):
-        print(text, file=sys.stderr)
-
+    given = [index for index, _ in kept]
+    edges_index = given.index(args.edges_run % len(args.runs)) if args.edges_run % len(args.runs) in given else 0
+    if given[edges_index] != args.edges_run % len(args.runs):
+        note(f"note: the --edges_run run was skipped; edges.png shows {args.runs[given[0]]}")
     written = [plot_exploration(runs, labels, args.metric, out, note),
                plot_eigenvalue(runs, labels, out, note),
-               plot_edges(runs[args.edges_run], labels[args.edges_run], out, note)]
+               plot_edges(runs[edges_index], labels[edges_index], out, note)]
     written = [path for path in written if path is not None]
     for path in written:
         print(f"wrote {path}")

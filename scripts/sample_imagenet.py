@@ -8,7 +8,7 @@
 every class folder of SOURCE (`SOURCE/<class>/*.JPEG`, the ImageNet training set) a
 fraction `--weight_fraction` goes to `DEST/train/<class>/` (the weights' half) and a
 disjoint `--arch_fraction` to `DEST/val/<class>/` (the architecture's half), the folder
-names the search loader (common/imagenet.py) reads.
+names the search loader (common/data/imagenet_loader.py) reads.
 
 Per class: the file names are sorted, a generator seeded from (--seed, class name) draws a
 permutation, the first round(n * weight_fraction) files (rounded half up, at least 1) are
@@ -30,7 +30,7 @@ import shutil
 from pathlib import Path
 
 from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.imagenet_split import IMG_EXTENSIONS, check_fractions, is_image, sample_split
+from imagenet_split import IMG_EXTENSIONS, check_fractions, is_image, sample_split
 
 VERSION = 1
 LAYOUT = "SOURCE/<class>/*.JPEG (the ImageNet training folder with one sub-folder per class)"

@@ -5,7 +5,7 @@
 
 For smoke runs of everything that needs `--api_path` (per-epoch queries, the exploration
 band, the plots, the tables) on a machine without the 2-4.7 GB benchmark file. It writes a
-small placeholder file and, beside it, the compact accuracy table that `common.benchmark`
+small placeholder file and, beside it, the compact accuracy table that `common.bench.benchmark`
 reads instead of the file. Every one of the 15,625 cells gets a deterministic score from
 its ops: a toy landscape (convolutions help, `none` on the edges into the output hurts,
 the same cell scores the same on every "dataset"), nothing like the real numbers.
@@ -13,7 +13,7 @@ the same cell scores the same on every "dataset"), nothing like the real numbers
 import itertools
 from pathlib import Path
 
-from common.benchmark import METRICS, write_table
+from common.bench.benchmark import METRICS, write_table
 from common.errors import ArgumentParser, UserError, exit_on_user_error
 from space201.model_search import EDGES, OPS, genotype_string
 

@@ -1,8 +1,15 @@
 """Suite-wide settings."""
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import common  # noqa: F401  first: an uninstalled checkout (PYTHONPATH=.) then finds space201, darts_space
+
+# the scripts' own modules, importable as when a script runs from its folder
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path[1:1] = [str(SCRIPTS), str(SCRIPTS / "reproduce"), str(SCRIPTS / "qa")]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -20,7 +20,7 @@ import pytest
 api_utils = pytest.importorskip("nats_bench.api_utils")  # skipped, not a collection error, without it
 ArchResults, ResultsCount, pickle_save = api_utils.ArchResults, api_utils.ResultsCount, api_utils.pickle_save
 
-from common.benchmark_nats import COST_DATASETS
+from common.bench.benchmark_nats import COST_DATASETS
 from nb201_fixture import DEFAULT_ACCURACIES, DEFAULT_ARCHS, arch_results, default_accuracies, six_accuracies
 
 SHORT_SCHEDULE = 12

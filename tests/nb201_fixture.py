@@ -31,7 +31,7 @@ import torch
 nas_201_api = pytest.importorskip("nas_201_api")
 ArchResults, ResultsCount = nas_201_api.ArchResults, nas_201_api.ResultsCount
 
-from common.benchmark import METRICS
+from common.bench.benchmark import METRICS
 
 # The DrNAS paper's NAS-Bench-201 genotype first.
 DRNAS_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"

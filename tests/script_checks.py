@@ -46,10 +46,12 @@ def torchrun(script, args, nproc=2, timeout=300):
 
 
 def load_script(name):
-    """Import scripts/NAME.py (NAME may be reproduce/run_table) under a module name of its own
-    (scripts/ is not a package)."""
+    """Import scripts/NAME.py or scripts/qa/NAME.py (NAME may be reproduce/run_table) under a module
+    name of its own (scripts/ is not a package; its folders are on sys.path: tests/conftest.py)."""
     module_name = "drnas_test_script_" + name.replace("/", "_")
-    spec = importlib.util.spec_from_file_location(module_name, ROOT / "scripts" / f"{name}.py")
+    path = next(path for path in (ROOT / "scripts" / f"{name}.py", ROOT / "scripts" / "qa" / f"{name}.py")
+                if path.is_file())
+    spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.architect import Architect
+from common.nas.architect import Architect
 
 
 class TinySearchModel(nn.Module):

@@ -6,12 +6,12 @@ import importlib
 import pytest
 import torch
 
-from common.authors_flags import translate
-from common.device_loader import DeviceLoader
+from common.run.authors_flags import translate
+from common.data.device_loader import DeviceLoader
 from common.errors import UserError
-from common.folder_loaders import Cutout
-from common.progressive import Stage, arch_warnings
-from common.resume import explicit_flags
+from common.data.folder_loaders import Cutout
+from common.nas.progressive import Stage, arch_warnings
+from common.run.resume import explicit_flags
 from script_checks import expect_one_line_error, results
 from space201 import train_search
 

@@ -1,4 +1,4 @@
-"""The authors' code as the outside reference (scripts/authors_reference.py): their supernet
+"""The authors' code as the outside reference (scripts/qa/authors_reference.py): their supernet
 and ours on the same weights, batch and random stream give the same loss and gradients to
 float64 rounding; the harness refuses a folder that is not their code. The tests that run
 their code skip where it is absent (fetch github.com/xiangning-chen/DrNAS into .authors/DrNAS)."""
@@ -16,7 +16,7 @@ needs_their_code = pytest.mark.skipif(not (AUTHORS / "201-space").is_dir(),
 
 
 def harness(*argv):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "authors_reference.py"), *argv],
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "qa" / "authors_reference.py"), *argv],
                           capture_output=True, text=True, timeout=300)
 
 

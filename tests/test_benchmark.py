@@ -1,4 +1,4 @@
-"""common.benchmark: NAS-Bench-201 queries, the cached accuracy table, and user errors."""
+"""common.bench.benchmark: NAS-Bench-201 queries, the cached accuracy table, and user errors."""
 import tempfile
 import collections
 import json
@@ -8,8 +8,8 @@ import stat
 import pytest
 import torch
 
-import common.benchmark as benchmark
-from common.benchmark import METRICS, BenchmarkTable, table_locations
+import common.bench.benchmark as benchmark
+from common.bench.benchmark import METRICS, BenchmarkTable, table_locations
 from common.errors import UserError
 from nb201_fixture import DEFAULT_ACCURACIES, DRNAS_ARCH, write_tiny_benchmark
 

@@ -4,8 +4,8 @@ import pickle
 
 import pytest
 
-from common.benchmark import BenchmarkTable
-from common.benchmark_nats import TABLE_METRICS
+from common.bench.benchmark import BenchmarkTable
+from common.bench.benchmark_nats import TABLE_METRICS
 from common.errors import UserError
 from nats_fixture import write_tiny_nats
 from nb201_fixture import DEFAULT_ARCHS, DRNAS_ARCH

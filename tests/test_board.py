@@ -1,4 +1,4 @@
-"""What a run shows in TensorBoard (common/board.py), read back with tensorboard's own
+"""What a run shows in TensorBoard (common/run/board.py), read back with tensorboard's own
 EventAccumulator from real tiny runs: per-step curves equal to the progress lines, alpha and
 beta histograms, the mean weight of every op on every edge, the exploration band, the
 genotype as text, and the hparams with the final figures."""

@@ -1,12 +1,12 @@
-"""--cuda_graph (common/cuda_graph.py): when a step is warmed up, captured, replayed or run
+"""--cuda_graph (common/nas/cuda_graph.py): when a step is warmed up, captured, replayed or run
 eagerly (on the CPU, with the CUDA calls recorded instead of made); the flag's refusals; and
 on a GPU, 20 graphed steps equal 20 eager ones."""
 import pytest
 import torch
 
-from common.architect import Architect
-from common.cuda_graph import StepGraph
-from common.search import search_step
+from common.nas.architect import Architect
+from common.nas.cuda_graph import StepGraph
+from common.nas.search import search_step
 from script_checks import expect_one_line_error
 from space201 import train_search
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common import progressive
-from common.mixed_op import PrunedOp
-from common.progressive import load_masks, masks
+from common.nas import progressive
+from common.nas.mixed_op import PrunedOp
+from common.nas.progressive import load_masks, masks
 from darts_space.genotypes import (GENOTYPES, Genotype, derive, genotype_from_json, genotype_to_json,
                                    num_edges)
 from darts_space.model_search import Network
@@ -305,7 +305,7 @@ def test_progressive_prune_and_widen():
 
 @pytest.mark.parametrize("unrolled, reg_type", [(False, "kl"), (True, "l2")])
 def test_architect_steps_move_both_alphas(unrolled, reg_type):
-    from common.architect import Architect
+    from common.nas.architect import Architect
 
     model = tiny(k=2)
     optimizer = torch.optim.SGD(model.weight_parameters(), 0.1, momentum=0.9, weight_decay=3e-4)

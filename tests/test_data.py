@@ -1,4 +1,4 @@
-"""Tests of common/data.py: readers on generated files in the real formats, the real
+"""Tests of common/data/datasets.py: readers on generated files in the real formats, the real
 CIFAR-10 sample (skipped when absent), the synthetic set, the search split and the
 device loader's augmentation, coverage and resumability (on CPU)."""
 import pickle
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from common import datasets, device_loader, imageset, synthetic
+from common.data import datasets, device_loader, imageset, synthetic
 from common.errors import UserError
 
 MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-mini"

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from common import rng
-from common.architect import Architect
-from common.device_loader import DeviceLoader
-from common.imageset import ImageSet
+from common.nas.architect import Architect
+from common.data.device_loader import DeviceLoader
+from common.data.imageset import ImageSet
 from darts_space import train_search, train_search_imagenet
 from darts_space.genotypes import GENOTYPES, derive, genotype_from_json
 from darts_space.model import NetworkCIFAR, NetworkImageNet, count_parameters
@@ -208,7 +208,7 @@ def test_kl_anchor_needs_the_dirichlet(method, capsys):
 
 
 def test_a_search_epoch_ends_with_the_last_partial_batch(monkeypatch):
-    from common import loaders
+    from common.data import loaders
 
     images = torch.zeros(50_000, 3, 2, 2, dtype=torch.uint8)
     fake = ImageSet(images, torch.zeros(50_000, dtype=torch.long), 10, (0.5,) * 3, (0.25,) * 3, pad=0)

@@ -1,6 +1,6 @@
 """The Gumbel methods where the authors' code decides: GDAS's weights of ops not sampled in a
 step (`--unsampled_ops`), the temperature of the first epoch (`--first_epoch_tau`), and what
-their code did with `--reg_type kl` under GDAS (README's table, common/unsampled_ops.py)."""
+their code did with `--reg_type kl` under GDAS (README's table, common/nas/unsampled_ops.py)."""
 import copy
 
 import pytest
@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from authors_code import needs_authors, run_authors
-from common.architect import Architect
-from common.mixing import annealed_tau
-from common.search import TauSchedule, search_step
+from common.nas.architect import Architect
+from common.nas.mixing import annealed_tau
+from common.nas.search import TauSchedule, search_step
 from script_checks import results
 from space201 import train_search
 from space201.model_search import Network

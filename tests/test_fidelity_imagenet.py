@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from authors_code import needs_authors, run_authors, source
-from common.architect import Architect
+from common.nas.architect import Architect
 from darts_space import train_imagenet, train_search_imagenet
 from darts_space.model_search_imagenet import Network
 from imagenet_fixture import make_imagenet

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from authors_code import needs_authors, run_authors
-from common.architect import Architect
-from common.mixed_op import MixedOp, channel_map
-from common.progressive import Stage, enter_stage
-from common.search import search_step
+from common.nas.architect import Architect
+from common.nas.mixed_op import MixedOp, channel_map
+from common.nas.progressive import Stage, enter_stage
+from common.nas.search import search_step
 from darts_space.model_search import Network as DartsNetwork
 from darts_space.operations import search_op
 from space201.model_search import Network as Network201

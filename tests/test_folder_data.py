@@ -1,4 +1,4 @@
-"""--dataset folder (common/folder_data.py, common/folder_loaders.py) on CPU: both layouts of
+"""--dataset folder (common/data/folder_data.py, common/data/folder_loaders.py) on CPU: both layouts of
 generated PNG and JPEG class folders of odd sizes, the reader's splits and statistics, the four
 scripts end to end, the one-line errors, and the switch to streaming from disk."""
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common import datasets, folder_data, folder_loaders
+from common.data import datasets, folder_data, folder_loaders
 from common.errors import UserError
 from darts_space import train as darts_train
 from darts_space import train_search as darts_search

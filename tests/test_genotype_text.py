@@ -5,7 +5,7 @@ pastable form in logs and results.json, one function for the genotype of any run
 import pytest
 
 from common.errors import UserError
-from common.genotype_source import load_genotype, run_genotype
+from common.run.genotype_source import load_genotype, run_genotype
 from darts_space import genotypes
 from darts_space import train as darts_train
 from darts_space import train_search as darts_search

@@ -22,7 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common import fused
+from common.nas import fused
 from golden_runs import GOLDEN, RUNS, machine, run, write_cifar10
 
 RECORDED = json.loads(GOLDEN.read_text())

@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py on a machine without CUDA: one line and exit 0; --dry_run lists the
+"""scripts/qa/gpu_check.py on a machine without CUDA: one line and exit 0; --dry_run lists the
 checks in order with their budgets, from a Python that has this project on PYTHONPATH only;
 the runner kills a check's programs whole when its time is up, and a runner killed from
 outside leaves every row it wrote."""
@@ -15,7 +15,7 @@ from script_checks import ROOT, load_script
 
 
 def gpu_check(*argv, env=None, python=(sys.executable,)):
-    return subprocess.run([*python, str(ROOT / "scripts" / "gpu_check.py"), *argv], cwd=ROOT, capture_output=True,
+    return subprocess.run([*python, str(ROOT / "scripts" / "qa" / "gpu_check.py"), *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env=env)
 
 
@@ -47,7 +47,7 @@ def test_dry_run_lists_the_checks_in_order_from_a_python_without_the_project(tmp
 
 RUNNER = """
 import sys
-sys.path[:0] = [{root!r}, {root!r} + "/scripts"]
+sys.path[:0] = [{root!r}, {root!r} + "/scripts", {root!r} + "/scripts/qa"]
 import gpu_check, gpu_checks
 from pathlib import Path
 
@@ -130,7 +130,7 @@ def test_a_runner_killed_from_outside_keeps_its_rows_and_takes_its_programs_alon
 
 
 def test_a_probe_section_prints_its_table_row_by_row_on_a_cpu():
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_probe.py"), "deterministic", "--device", "cpu",
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "qa" / "gpu_probe.py"), "deterministic", "--device", "cpu",
                            "--tiny"], capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["| setting | alpha after 10 steps, two runs |", "| --- | --- |",

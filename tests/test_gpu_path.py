@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 import torch
 
-from common import checkpoint, distributed, driver
-from common.architect import Architect
+from common import distributed
+from common.run import checkpoint, driver
+from common.nas.architect import Architect
 from common.device import configure_backends
 from script_checks import results
 from space201 import train_search_progressive

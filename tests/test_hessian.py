@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from common.hessian import arch_hessian_eigenvalues, hessian_eigenvalues, hessian_vector_product
+from common.nas.hessian import arch_hessian_eigenvalues, hessian_eigenvalues, hessian_vector_product
 from space201.model_search import Network
 
 

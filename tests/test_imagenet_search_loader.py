@@ -1,4 +1,4 @@
-"""common.imagenet_loader.folder_search_loaders on CPU: the "workers" (PIL) and "decode"
+"""common.data.imagenet_loader.streamed_search_loaders on CPU: the "workers" (PIL) and "decode"
 (decode_jpeg + tensor ops) backends draw the same crops and flips and agree to one uint8
 level; ordering, drop_last, replay, sharding, the decoder fallback and bad input. The CUDA
 test (nvJPEG) runs where a GPU is present."""
@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from common.device_loader import loader_images_per_second
+from common.data.device_loader import loader_images_per_second
 from common.errors import UserError
-from common.imagenet_data import STD, eval_transform, image_rng
-from common.imagenet_loader import (DecodeLoader, ImageNetLoader, decode_batch, folder_search_loaders,
+from common.data.imagenet_data import STD, eval_transform, image_rng
+from common.data.imagenet_loader import (DecodeLoader, ImageNetLoader, decode_batch, streamed_search_loaders,
                                     search_backend)
 from imagenet_fixture import make_imagenet
 
@@ -34,7 +34,7 @@ def imagenet(tmp_path_factory):
 
 def loaders(root, backend, batch_size=4, seed=3, **kwargs):
     """(train, arch, evaluation, num_classes)."""
-    made = folder_search_loaders(root, batch_size, CPU, seed, backend=backend, **{**SMALL, **kwargs})
+    made = streamed_search_loaders(root, batch_size, CPU, seed, backend=backend, **{**SMALL, **kwargs})
     return made.train, made.arch, made.evaluation, made.num_classes
 
 
@@ -232,8 +232,8 @@ def test_cuda_decode_matches_cpu_workers(tmp_path):
     Image.new("CMYK", (38, 34), (0, 255, 40, 0)).save(root / "val" / "n01440764" / "cmyk.JPEG")
     cuda = torch.device("cuda")
     cuda_rng = torch.cuda.get_rng_state()
-    gpu = folder_search_loaders(root, 4, cuda, 3, backend="auto", memory_format=torch.channels_last, **SMALL)
-    cpu = folder_search_loaders(root, 4, CPU, 3, backend="workers", memory_format=torch.channels_last, **SMALL)
+    gpu = streamed_search_loaders(root, 4, cuda, 3, backend="auto", memory_format=torch.channels_last, **SMALL)
+    cpu = streamed_search_loaders(root, 4, CPU, 3, backend="workers", memory_format=torch.channels_last, **SMALL)
     assert isinstance(gpu.train, DecodeLoader)
     for a, b in zip((cpu.train, cpu.arch, cpu.evaluation), (gpu.train, gpu.arch, gpu.evaluation)):
         for (xa, ya), (xb, yb) in zip(epoch(a), epoch(b)):
@@ -259,7 +259,7 @@ def test_cuda_decoding_is_ordered_against_a_busy_stream(tmp_path):
     cuda = torch.device("cuda")
 
     def batches(busy):
-        loader = folder_search_loaders(root, 4, cuda, 3, backend="decode", **SMALL).train
+        loader = streamed_search_loaders(root, 4, cuda, 3, backend="decode", **SMALL).train
         kept, work = [], torch.randn(2048, 2048, device=cuda)
         for _ in range(3):  # epochs
             for x, y in loader:

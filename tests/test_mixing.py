@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.mixing import METHODS, ArchDistribution, annealed_tau, concentration
+from common.nas.mixing import METHODS, ArchDistribution, annealed_tau, concentration
 
 
 def test_pathwise_gradient_matches_the_dirichlet_mean_derivative():

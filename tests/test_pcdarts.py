@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.mixing import ArchDistribution
+from common.nas.mixing import ArchDistribution
 from darts_space import train_search as darts_search
 from darts_space.genotypes import derive
 from darts_space.model_search import Network as DartsNetwork
@@ -63,7 +63,7 @@ def test_edge_outputs_are_scaled_and_the_edge_parameters_learn(network):
 
 
 def test_edge_output_scales_the_whole_output_partial_channels_included():
-    from common.network import Draw
+    from common.nas.network import Draw
 
     out = torch.randn(2, 8, 4, 4)
     draw = Draw(None, None, None, torch.tensor([0.25, 0.75]))

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.architect import Architect
-from common.fused import AvgPool, reference_computation, scaled_batch_norm
-from common.progressive import load_masks
-from common.search import search_step
+from common.nas.architect import Architect
+from common.nas.fused import AvgPool, reference_computation, scaled_batch_norm
+from common.nas.progressive import load_masks
+from common.nas.search import search_step
 from script_checks import load_script
 
 FORMATS = {True: torch.channels_last, False: torch.contiguous_format}

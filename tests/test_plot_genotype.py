@@ -3,7 +3,7 @@ name, Genotype(...) text, a NAS-Bench-201 cell or a run folder; the DOT text gra
 lay out; one-line errors."""
 import json
 
-from common import cell_diagram
+import reports.cell_diagram as cell_diagram
 from darts_space import genotypes
 from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import genotype_to_json

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common import run_records
-from common.benchmark import write_table
-from common.table_format import short_label
+import reports.run_records as run_records
+from common.bench.benchmark import write_table
+from reports.table_format import short_label
 from darts_space import train as darts_train
 from darts_space import train_search as darts_search
 from golden_runs import write_cifar10
@@ -122,7 +122,7 @@ def test_plot_search_on_the_darts_space(runs, capsys):
 
 
 def test_the_darts_space_edges_are_a_heatmap_of_the_mean_minus_uniform(runs, tmp_path, monkeypatch):
-    from common import edge_heatmap
+    import reports.edge_heatmap as edge_heatmap
 
     drawn = []
     monkeypatch.setattr(plot_search, "plot_edge_heatmap",
@@ -186,6 +186,48 @@ def test_plot_search_bad_input_is_one_line_and_exit_2(runs, tmp_path, capsys, ca
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def hand_edited(runs, tmp_path, edit):
+    """A copy of the drnas1 run whose results.json went through `edit(data)`."""
+    data = results(runs["drnas1"])
+    edit(data)
+    (tmp_path / "edited").mkdir()
+    (tmp_path / "edited" / "results.json").write_text(json.dumps(data))
+    return tmp_path / "edited"
+
+
+EDITS = {  # what was edited: (the edit, the field the line names)
+    "string accuracy": (lambda d: d["epochs"][1].update(valid_acc="93.1%"), "epochs[1].valid_acc is a string"),
+    "list for the arch record": (lambda d: d["epochs"][0].update(arch=["alpha"]), "epochs[0].arch is a list"),
+    "string in a mean matrix": (lambda d: d["epochs"][0]["arch"]["cell"]["mean"][2].__setitem__(1, "0.2"),
+                                "epochs[0].arch.cell.mean[2][1] is a string"),
+    "object for the seed": (lambda d: d["args"].update(seed={"value": 1}), "args.seed is an object"),
+    "number for the op names": (lambda d: d.update(op_names=5), "op_names is an integer"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_a_hand_edited_run_is_skipped_with_a_line_naming_file_and_field(runs, tmp_path, capsys, edit):
+    change, named = EDITS[edit]
+    edited = hand_edited(runs, tmp_path, change)
+    text = aggregate.main([str(runs["drnas0"]), str(edited)])
+    err = capsys.readouterr().err
+    assert f"note: skipping a run: {edited / 'results.json'}: {named}" in err
+    assert text == aggregate.main([str(runs["drnas0"])])  # the good run is reported as if alone
+    written = plot_search.main([str(edited), str(runs["drnas0"]), "--out", str(tmp_path / "plots")])
+    assert sorted(Path(path).name for path in written) == sorted(plot_search.FIGURES)
+    assert f"{edited / 'results.json'}: {named}" in capsys.readouterr().err
+
+
+def test_only_hand_edited_runs_is_one_line_and_exit_2(runs, tmp_path, capsys):
+    edited = hand_edited(runs, tmp_path, EDITS["string accuracy"][0])
+    for main in (aggregate.main, lambda argv: plot_search.main([*argv, "--out", str(tmp_path / "plots")])):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(edited)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+        assert err.startswith("error: no run left to read: ") and "epochs[1].valid_acc is a string" in err
 
 
 # ----------------------------------------------------------------------------- aggregate

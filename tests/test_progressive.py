@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from common import progressive
-from common.mixed_op import PrunedOp
-from common.progressive import load_masks
+from common.nas import progressive
+from common.nas.mixed_op import PrunedOp
+from common.nas.progressive import load_masks
 from space201 import train_search_progressive
 from space201.model_search import OPS, Network
 

@@ -1,4 +1,4 @@
-"""Every bad input and fault of scripts/probe_bad_inputs.py is held (one line, exit 2, nothing
+"""Every bad input and fault of scripts/qa/probe_bad_inputs.py is held (one line, exit 2, nothing
 left behind, no code run from a file); run folders belong to one run; resume alone, extend;
 temporary files of killed writes are removed; the thread count is checked."""
 import subprocess
@@ -60,7 +60,7 @@ def test_a_closed_stdout_ends_the_terminal_output_quietly_and_the_log_goes_on(tm
 
 
 def test_a_second_run_into_a_running_folder_is_refused_and_the_first_finishes(tmp_path, monkeypatch):
-    from common import search as search_loop
+    from common.nas import search as search_loop
 
     out, second = tmp_path / "run", []
     command = [sys.executable, "201-space/train_search.py", *TINY, "--epochs", "2", "--output_dir", str(out)]

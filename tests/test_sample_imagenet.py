@@ -1,11 +1,11 @@
-"""scripts/sample_imagenet.py and common/imagenet_split.py: the per-class 10% / 2.5% ImageNet search subset."""
+"""scripts/sample_imagenet.py and scripts/imagenet_split.py: the per-class 10% / 2.5% ImageNet search subset."""
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from common import imagenet_split
+import imagenet_split
 from common.errors import UserError
 from imagenet_fixture import make_imagenet
 from script_checks import expect_one_line_error, load_script

@@ -124,7 +124,7 @@ def test_resume_refuses_other_settings_and_truncated_checkpoints(tmp_path, capsy
 
 
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(tmp_path, capsys, monkeypatch):
-    from common import search as search_loop
+    from common.nas import search as search_loop
 
     real_step, calls = search_loop.search_step, []
 
@@ -163,11 +163,11 @@ def test_channels_last_gives_the_same_search_as_contiguous(tmp_path):
 
 def test_amp_search_runs_in_bfloat16(tmp_path, monkeypatch):
     """--amp: the forward passes of both steps run under bfloat16 autocast; the search goes on."""
-    import common.architect
-    import common.search
+    import common.nas.architect
+    import common.nas.search
 
     seen = []
-    for module in (common.search, common.architect):
+    for module in (common.nas.search, common.nas.architect):
         real = module.autocast
 
         def recording(device, amp, real=real):

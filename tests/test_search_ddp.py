@@ -7,13 +7,13 @@ the same architecture parameters and masks on every rank."""
 import torch
 from torch import nn
 
-from common.architect import Architect
-from common.diagnostics import arch_digest, check_ranks_agree
+from common.nas.architect import Architect
+from common.nas.diagnostics import arch_digest, check_ranks_agree
 from common.distributed import Dist
-from common.mixing import ArchDistribution
-from common.network import SearchNetwork
-from common.progressive import load_masks
-from common.search import search_ddp, search_step
+from common.nas.mixing import ArchDistribution
+from common.nas.network import SearchNetwork
+from common.nas.progressive import load_masks
+from common.nas.search import search_ddp, search_step
 from imagenet_fixture import make_imagenet
 from script_checks import results, spawn_ranks, torchrun
 

@@ -37,7 +37,7 @@ def test_defaults_are_the_authors():
 
 
 def test_schedule_is_warmup_then_the_authors_restarted_cosine():
-    from common.progressive import Stage
+    from common.nas.progressive import Stage
 
     args = train_search_imagenet.build_parser().parse_args([])
     weight = torch.nn.Parameter(torch.zeros(1))

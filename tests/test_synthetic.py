@@ -1,4 +1,4 @@
-"""The synthetic set (common/synthetic.py): the class is spatial structure only.
+"""The synthetic set (common/data/synthetic.py): the class is spatial structure only.
 
 Its classes differ in the orientation and frequency of a stripe texture, at random colour,
 brightness, contrast and phase, so that a per-channel mean (what a parameter-free cell
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import datasets, synthetic
+from common.data import datasets, synthetic
 
 CHANCE = 0.1
 

@@ -1,4 +1,4 @@
-"""scripts/reproduce/run_table.py on one box (common/table_runner.py, common/table_schedule.py): a
+"""scripts/reproduce/run_table.py on one box (scripts/reproduce/table_runner.py, scripts/reproduce/table_schedule.py): a
 tiny table of two searches and one evaluation, on the synthetic data, two runs at once on the
 CPU; the runner stopped in the middle of the table and started again."""
 import json
@@ -7,8 +7,8 @@ import signal
 import subprocess
 import sys
 
-from common.table_runner import Slots, run_state
-from common.tables import Run
+from table_runner import Slots, run_state
+from tables import Run
 from script_checks import ROOT, load_script
 
 aggregate = load_script("aggregate")

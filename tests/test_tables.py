@@ -1,6 +1,6 @@
-"""The paper's tables as data (common/tables.py): each table's runs against the paper's protocol,
+"""The paper's tables as data (scripts/reproduce/tables.py): each table's runs against the paper's protocol,
 the GPU-hour estimates against the figures in docs/performance.md, tables of your own as JSON
-files, and the SLURM path (common/slurm_array.py) without SLURM: the generated scripts read,
+files, and the SLURM path (scripts/reproduce/slurm_array.py) without SLURM: the generated scripts read,
 then submitted through stand-ins for sbatch, srun and scontrol that run the array tasks here."""
 import json
 import os
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from common import tables
-from common.run_costs import DARTS_IMAGES_PER_S, NB201_IMAGES_PER_S, estimate
-from common.tables import TableOptions
+import tables
+from run_costs import DARTS_IMAGES_PER_S, NB201_IMAGES_PER_S, estimate
+from tables import TableOptions
 from script_checks import ROOT, expect_one_line_error, load_script
 
 run_table = load_script("reproduce/run_table")

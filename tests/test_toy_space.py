@@ -1,17 +1,19 @@
-"""A third search space, written against the documented contract alone (common/network.py,
+"""A third search space, written against the documented contract alone (common/nas/network.py,
 common/spaces.py: docs/architecture.md), runs through the search loop, checkpoint and resume,
 aggregate and plot."""
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import flags, search_flags
-from common.loaders import search_loaders
-from common.mixed_op import MixedOp
-from common.mixing import ArchDistribution
-from common.network import SearchNetwork
-from common.results import METRICS
-from common.search_build import search
+from common.nas import search_flags
+from common.run import flags
+from common.data.loaders import search_loaders
+from common.nas.architect import Architect, named_arch_parameters, step_settings
+from common.nas.mixed_op import MixedOp
+from common.nas.mixing import ArchDistribution
+from common.nas.network import SearchNetwork
+from common.run.results import METRICS
+from common.nas.search_build import search
 from common.spaces import SPACES, Space, register
 from script_checks import load_script, results
 
@@ -53,6 +55,11 @@ TOY = Space("toy", "toy-space", "test_toy_space:build", TOY_OPS, (3, 32, 32), 10
             {"init_channels": 8, "method": "dirichlet"}, benchmark=True)
 
 
+def toy_architect(model, args, dist):
+    """The space's architecture step: its one alpha matrix, the flags' settings."""
+    return Architect(model, params=named_arch_parameters(model, ("cell",)), **step_settings(args, dist))
+
+
 def toy_benchmark(args, note):
     """Made-up accuracies: one point per convolution."""
     return lambda genotype: {metric: 50.0 + genotype.count("conv") for metric in METRICS}
@@ -79,7 +86,8 @@ def toy_parser():
 
 def toy_search(out, *extra):
     args = toy_parser().parse_args(["--data_limit", "128", "--device", "cpu", "--output_dir", str(out), *extra])
-    return search(args, SPACES["toy"], loaders_factory=search_loaders, open_benchmark=toy_benchmark)
+    return search(args, SPACES["toy"], architect=toy_architect, loaders_factory=search_loaders,
+                  open_benchmark=toy_benchmark)
 
 
 def test_a_toy_space_runs_through_search_resume_aggregate_and_plot(tmp_path):

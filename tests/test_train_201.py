@@ -100,7 +100,7 @@ def test_bad_cell_strings_are_one_line(bad, says):
 
 
 def search_results(folder, genotype=CONV1_SKIP, finished=True):
-    """A results.json with the keys a NAS-Bench-201 search writes (common/search.py)."""
+    """A results.json with the keys a NAS-Bench-201 search writes (common/nas/search.py)."""
     folder.mkdir(parents=True, exist_ok=True)
     data = {"args": {"dataset": "synthetic"}, "versions": {}, "epochs": [{"epoch": 1, "genotype": genotype}],
             "wall_time_s": 1.0, "space": "201", "op_names": list(OPS),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import common.datasets
+import common.data.datasets
 from common.errors import UserError
 from darts_space import train
 from darts_space.genotypes import GENOTYPES, genotype_to_json
@@ -78,7 +78,7 @@ def test_bad_input_is_one_line(tmp_path, capsys, monkeypatch):
     no_genotype.write_text(json.dumps({"args": {}, "epochs": []}))
     assert "holds no genotype" in one_line_error(capsys, [*base, "--arch", str(no_genotype)])
     # no network in tests: the download fails at once
-    monkeypatch.setattr(common.datasets, "_try_download", lambda fetch: "offline")
+    monkeypatch.setattr(common.data.datasets, "_try_download", lambda fetch: "offline")
     err = one_line_error(capsys, [*base, "--dataset", "cifar10", "--data", str(tmp_path / "nowhere")])
     assert "CIFAR-10 not found" in err
     assert not (tmp_path / "run").exists()
@@ -106,7 +106,7 @@ def test_cutout_on_cifar100_files(tmp_path):
 
 
 def test_amp_trains_in_bfloat16_and_is_refused_where_bfloat16_is_missing(tmp_path, monkeypatch):
-    from common import train as loop
+    from common.run import train as loop
 
     seen = []
     real_autocast = loop.autocast

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from common.device_loader import DeviceLoader
+from common.data.device_loader import DeviceLoader
 from common.distributed import Dist
-from common.train import evaluate, train_epoch
+from common.run.train import evaluate, train_epoch
 import script_checks
 from script_checks import results, spawn_ranks
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from common.errors import UserError
-from common.imagenet_loader import folder_training_loaders
+from common.data.imagenet_loader import streamed_training_loaders
 from darts_space import train_imagenet
-from common.schedule import imagenet_training_lr, warmup_epochs_for
+from common.run.schedule import imagenet_training_lr, warmup_epochs_for
 from imagenet_fixture import make_imagenet
 from script_checks import expect_one_line_error, results
 
@@ -79,7 +79,7 @@ def test_defaults_are_the_authors():
 
 
 def test_loaders_batches_and_replay(imagenet):
-    train, val, num_classes = splits(folder_training_loaders(imagenet, 4, 0, torch.device("cpu"), seed=3))
+    train, val, num_classes = splits(streamed_training_loaders(imagenet, 4, 0, torch.device("cpu"), seed=3))
     assert num_classes == 3 and len(train) == 3 and len(val) == 2 and train.batch_size == 4
     x, y = next(iter(train))
     assert x.shape == (4, 3, 224, 224) and x.dtype == torch.float32 and y.dtype == torch.long
@@ -94,13 +94,13 @@ def test_loaders_batches_and_replay(imagenet):
     assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(first, again))
     nxt = list(train)  # a new epoch: a new order or new augmentation
     assert not all(torch.equal(a, c) for (a, _), (c, _) in zip(first, nxt))
-    small, _, _ = splits(folder_training_loaders(imagenet, 3, 0, torch.device("cpu"), seed=3, limit=3))
+    small, _, _ = splits(streamed_training_loaders(imagenet, 3, 0, torch.device("cpu"), seed=3, limit=3))
     assert sorted(int(l) for _, ys in small for l in ys) == [0, 1, 2]  # evenly spread: every class
 
 
 def test_batches_do_not_depend_on_workers(imagenet):
     def epochs(workers):
-        train, _, _ = splits(folder_training_loaders(imagenet, 4, workers, torch.device("cpu"), seed=5))
+        train, _, _ = splits(streamed_training_loaders(imagenet, 4, workers, torch.device("cpu"), seed=5))
         return [[(x, y) for x, y in train] for _ in range(2)]
 
     a, b = epochs(0), epochs(2)
@@ -163,7 +163,7 @@ def test_bad_input_is_one_line(imagenet, tmp_path, capsys):
     assert "step" in err
     assert not (tmp_path / "out").exists()  # errors come before the output folder
     with pytest.raises(UserError):
-        folder_training_loaders(imagenet, 100, 0, torch.device("cpu"), seed=0, limit=1)
+        streamed_training_loaders(imagenet, 100, 0, torch.device("cpu"), seed=0, limit=1)
 
 
 def test_two_process_gloo_run(imagenet, tmp_path):

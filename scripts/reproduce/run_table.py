@@ -7,7 +7,7 @@ arrays for a cluster.
     python scripts/reproduce/run_table.py imagenet --imagenet /data/imagenet --slurm slurm/imagenet
     python scripts/reproduce/run_table.py my_table.json --per_gpu 2 --output_root /scratch/runs
 
-TABLE is nb201, partial_channels, anchor_ablation, darts_cifar10 or imagenet (common/tables.py), or
+TABLE is nb201, partial_channels, anchor_ablation, darts_cifar10 or imagenet (scripts/reproduce/tables.py), or
 a JSON file of your own runs. Every run goes to OUTPUT_ROOT/TABLE/RUN (OUTPUT_ROOT: experiments/);
 a finished run is skipped, an unfinished one continued with --resume, an evaluation starts once
 the search it trains has finished. `--per_gpu N` runs N at once on each GPU of `--gpus` (all
@@ -15,7 +15,7 @@ visible ones by default); without a GPU, one at a time unless `--per_gpu` says o
 SIGTERM, SIGUSR1 or Ctrl-C stop every run at a step boundary with a checkpoint; run the same
 command again to go on. When every run is done, scripts/aggregate.py's tables go to
 OUTPUT_ROOT/TABLE/table.md. `--dry_run` lists the runs with an ESTIMATE of their GPU-hours from the
-H200 step times in docs/performance.md (common/run_costs.py). `--slurm DIR` writes one
+H200 step times in docs/performance.md (scripts/reproduce/run_costs.py). `--slurm DIR` writes one
 `sbatch --array` script per wave of runs and DIR/submit.sh, which submits them in order.
 """
 import argparse
@@ -23,14 +23,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from common.errors import ArgumentParser, UserError, exit_on_user_error
-from common.report import render_markdown
-from common.run_costs import SOURCE, format_hours
-from common.run_records import load_runs
-from common.slurm_array import write_slurm
-from common.table_runner import ROOT, command, visible_gpus
-from common.table_schedule import TableRunner, run_task
-from common.tables import NEEDS, TABLES, TableOptions, build_table
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # scripts/: the reports package
+
+from common.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
+from reports.report import render_markdown  # noqa: E402
+from reports.run_records import load_runs  # noqa: E402
+from run_costs import SOURCE, format_hours  # noqa: E402
+from slurm_array import write_slurm  # noqa: E402
+from table_runner import ROOT, command, visible_gpus  # noqa: E402
+from table_schedule import TableRunner, run_task  # noqa: E402
+from tables import NEEDS, TABLES, TableOptions, build_table  # noqa: E402
 
 
 def build_parser():

@@ -1,0 +1,42 @@
+"""The loop over one epoch's steps, shared by the search and the training.
+
+Per step: the caller's step function (one bilevel step, or one training step) returns its
+loss, logits, targets and a device flag that is false when anything that matters went
+non-finite (the losses, alpha after the architecture step, the weights after the weight
+step). The sums and the first bad step accumulate on the device (common.run.meter.Meter) and are
+read only when a progress line is shown or the epoch ends, so a step never waits for the
+host. After each step a signal (common/run/stopping.py) stops the epoch at that boundary; an
+epoch stopped so continues from `start` (the steps done and their sums).
+"""
+from common.run.meter import Meter
+from common.run.stopping import StopRequested
+
+
+def run_epoch(batches, step, *, device, progress=None, check_divergence=None, dist=None, check_sync=None,
+              stop=None, start=None):
+    """`step(batch) -> (loss, logits, targets, healthy)` over `batches` (with `start` = (steps done,
+    meter state), the epoch's remaining ones); returns (mean loss, accuracy %) over all ranks of
+    `dist`. `progress` (None on ranks other than 0) shows this rank's own running numbers;
+    `check_sync()` runs after every step (DRNAS_CHECK_SYNC); `stop(dist)` returns a signal to
+    stop for, or None."""
+    meter, first = Meter(device), 0
+    if start is not None:
+        first = start[0]
+        meter.load_state_dict(start[1])
+    for index, batch in enumerate(batches, start=first):
+        loss, logits, targets, healthy = step(batch)
+        if check_sync is not None:
+            check_sync()
+        meter.add(index, loss, logits, targets, healthy)
+        if progress is not None and progress.due(index):
+            mean_loss, acc, first_bad = meter.read()  # this rank's own numbers: no collective here
+            if check_divergence is not None:
+                check_divergence(first_bad)
+            progress.show(index, mean_loss, acc)
+        signum = stop(dist) if stop is not None else None
+        if signum:
+            raise StopRequested(signum, index + 1, meter)
+    mean_loss, acc, first_bad, _, _ = meter.read_global(dist)
+    if check_divergence is not None:
+        check_divergence(first_bad)
+    return mean_loss, acc
