@@ -21,11 +21,11 @@ or with `--derive mean` the Dirichlet mean), for each intermediate node:
 import math
 from collections import namedtuple
 
+from common.spaces import ZERO_OP
 from darts_space.operations import OPS, PRIMITIVES
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
-ZERO_OP = "none"
 _CONCAT = [2, 3, 4, 5]
 
 # --- published genotypes -----------------------------------------------------------------

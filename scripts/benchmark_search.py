@@ -45,10 +45,8 @@ from common.spaces import SPACES
 
 def network_flags(args):
     """The network flags of the chosen space, ours where given, the registry's defaults otherwise."""
-    space = SPACES[args.space]
-    given = {"init_channels": args.init_channels, "num_cells": args.num_cells, "layers": args.layers,
-             "method": args.method}
-    return {key: given[key] if given.get(key) is not None else value for key, value in space.network_defaults.items()}
+    return SPACES[args.space].network_flags({"init_channels": args.init_channels, "num_cells": args.num_cells,
+                                             "layers": args.layers, "method": args.method})
 
 
 def build(args, device, k):

@@ -202,6 +202,8 @@ EDITS = {  # what was edited: (the edit, the field the line names)
     "list for the arch record": (lambda d: d["epochs"][0].update(arch=["alpha"]), "epochs[0].arch is a list"),
     "string in a mean matrix": (lambda d: d["epochs"][0]["arch"]["cell"]["mean"][2].__setitem__(1, "0.2"),
                                 "epochs[0].arch.cell.mean[2][1] is a string"),
+    "a short row in alpha": (lambda d: d["epochs"][1]["arch"]["cell"]["alpha"][3].pop(),
+                             "epochs[1].arch.cell.alpha[3] has 4 values, row 0 has 5"),
     "object for the seed": (lambda d: d["args"].update(seed={"value": 1}), "args.seed is an object"),
     "number for the op names": (lambda d: d.update(op_names=5), "op_names is an integer"),
 }

@@ -51,7 +51,7 @@ def build(*, num_classes, k, init_channels, method):
     return ToyNetwork(num_classes, k, init_channels, method)
 
 
-TOY = Space("toy", "toy-space", "test_toy_space:build", TOY_OPS, (3, 32, 32), 10, 1,
+TOY = Space("toy", "toy-space", "test_toy_space:build", "test_toy_space:TOY_OPS", (3, 32, 32), 10, 1,
             {"init_channels": 8, "method": "dirichlet"}, benchmark=True)
 
 

@@ -8,7 +8,8 @@ from torch import nn
 
 from common.data.device_loader import DeviceLoader
 from common.distributed import Dist
-from common.run.train import evaluate, train_epoch
+from common.run.epoch import evaluate
+from common.run.train import main_logits, train_epoch
 import script_checks
 from script_checks import results, spawn_ranks
 
@@ -125,7 +126,7 @@ def one_step(dist, sync=True):
         stepped = nn.parallel.DistributedDataParallel(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     loss, acc = train_epoch(stepped, train, optimizer, grad_clip=5.0, dist=dist, check_sync=True)
-    return {"loss": loss, "acc": acc, "eval": evaluate(model, test, dist=dist),
+    return {"loss": loss, "acc": acc, "eval": evaluate(model, test, dist=dist, logits_of=main_logits),
             "model": {k: v.clone() for k, v in model.state_dict().items()}}
 
 

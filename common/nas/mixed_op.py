@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from common.nas.fused import fast_paths, shared_relu
+from common.spaces import ZERO_OP
 
-ZERO_OP = "none"
 
 
 def channel_shuffle(x, groups):

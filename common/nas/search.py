@@ -28,8 +28,7 @@ from common.data.device_loader import cycle
 from common.nas.diagnostics import check_ranks_agree, epoch_diagnostics
 from common.distributed import check_sync_enabled, wrap_ddp
 from common.run.driver import Task
-from common.run.epoch import run_epoch
-from common.run.meter import Meter
+from common.run.epoch import evaluate, run_epoch
 from common.nas.mixing import FIRST_EPOCH_TAU, METHODS, annealed_tau
 from common.nas.progressive import enter_stage, load_masks, masks, stage_lines, stage_of
 from common.run.results import benchmark_lines
@@ -93,21 +92,6 @@ def search_epoch(model, architect, weight_optimizer, train_loader, arch_stream, 
     # weights and alpha: identical on every rank after each step
     sync = (lambda: dist.check_sync(model)) if check_sync else None
     return run_epoch(train_loader, step, device=next(model.parameters()).device, dist=dist, check_sync=sync, **loop)
-
-
-@torch.no_grad()
-def evaluate(model, loader, dist=None, amp=False):
-    """Mean loss and accuracy (%) over a loader in eval mode (each rank its shard, summed)."""
-    model.eval()
-    device = next(model.parameters()).device
-    meter = Meter(device)
-    for step, (x, y) in enumerate(loader):
-        with autocast(device, amp):
-            logits = model(x)
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 up, float64 kept
-        meter.add(step, F.cross_entropy(logits, y), logits, y)
-    loss, acc, _, _, _ = meter.read_global(dist)
-    return loss, acc
 
 
 @dataclass(frozen=True)
@@ -246,7 +230,7 @@ class SearchTask(Task):
     def evaluate(self, epoch):
         if epoch < self.config.valid_from_epoch:
             return {"valid_loss": None, "valid_acc": None}
-        loss, acc = evaluate(self.model, self.objects.loaders.evaluation, self.dist, self.config.amp)
+        loss, acc, _ = evaluate(self.model, self.objects.loaders.evaluation, dist=self.dist, amp=self.config.amp)
         return {"valid_loss": loss, "valid_acc": acc}
 
     def finish_epoch(self, epoch, record):

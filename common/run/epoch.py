@@ -7,7 +7,14 @@ step). The sums and the first bad step accumulate on the device (common.run.mete
 read only when a progress line is shown or the epoch ends, so a step never waits for the
 host. After each step a signal (common/run/stopping.py) stops the epoch at that boundary; an
 epoch stopped so continues from `start` (the steps done and their sums).
+
+`evaluate`, the one evaluation loop of the search (its validation figure) and the training
+(the test figure), is here too.
 """
+import torch
+import torch.nn.functional as F
+
+from common.device import autocast
 from common.run.meter import Meter
 from common.run.stopping import StopRequested
 
@@ -40,3 +47,25 @@ def run_epoch(batches, step, *, device, progress=None, check_divergence=None, di
     if check_divergence is not None:
         check_divergence(first_bad)
     return mean_loss, acc
+
+
+@torch.no_grad()
+def evaluate(model, loader, criterion=F.cross_entropy, dist=None, amp=False, logits_of=None):
+    """(mean loss, top-1 %, top-5 %) over `loader` in eval mode (top-k capped at the class count).
+    `logits_of(output)` picks the logits of a model whose forward returns more (the evaluation
+    networks' (logits, auxiliary logits)). With a distributed `dist`, each rank passes its shard
+    and the sums are all-reduced."""
+    model.eval()
+    device = next(model.parameters()).device
+    meter = Meter(device)
+    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    for step, (x, y) in enumerate(loader):
+        with autocast(device, amp):
+            logits = model(x)
+        logits = logits_of(logits) if logits_of else logits
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 up, float64 kept
+        meter.add(step, criterion(logits, y), logits, y)
+        k = min(5, logits.shape[1])
+        correct5 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
+    loss, top1, _, count, correct5 = meter.read_global(dist, correct5)
+    return loss, top1, 100.0 * correct5 / max(count, 1)

@@ -28,8 +28,7 @@ from common.device import MEMORY_FORMATS, autocast
 from common.distributed import check_sync_enabled, wrap_ddp
 from common.run.driver import Task
 from common.errors import UserError
-from common.run.epoch import run_epoch
-from common.run.meter import Meter
+from common.run.epoch import evaluate, run_epoch
 
 
 def _loss(criterion, logits, logits_aux, y, auxiliary_weight):
@@ -67,25 +66,9 @@ def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0
     return run_epoch(loader, step, device=device, dist=dist, check_sync=sync, **loop)
 
 
-@torch.no_grad()
-def evaluate(model, loader, criterion=F.cross_entropy, dist=None, amp=False):
-    """(mean loss, top-1 %, top-5 %) over `loader` in eval mode (top-k capped at the class count).
-
-    With a distributed `dist`, each rank passes its shard and the sums are all-reduced."""
-    model.eval()
-    device = next(model.parameters()).device
-    meter = Meter(device)
-    correct5 = torch.zeros((), device=device, dtype=torch.long)
-    for step, (x, y) in enumerate(loader):
-        with autocast(device, amp):
-            logits, _ = model(x)
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 up, float64 kept
-        meter.add(step, criterion(logits, y), logits, y)
-        k = min(5, logits.shape[1])
-        correct5 += (logits.topk(k, dim=1).indices == y[:, None]).any(dim=1).sum()
-    loss, top1, _, count, correct5 = meter.read_global(dist, correct5)
-    top5 = 100.0 * correct5 / max(count, 1)
-    return loss, top1, top5
+def main_logits(output):
+    """The logits of an evaluation network's (logits, auxiliary logits)."""
+    return output[0]
 
 
 def count_parameters(model):
@@ -171,7 +154,7 @@ class TrainTask(Task):
 
     def evaluate(self, epoch):
         loss, top1, top5 = evaluate(self.model, self.objects.loaders.evaluation, self.objects.eval_criterion,
-                                    self.dist, self.config.amp)
+                                    self.dist, self.config.amp, logits_of=main_logits)
         return {"test_loss": loss, "test_acc": top1, "test_top5": top5}
 
     def update_results(self, results, record):

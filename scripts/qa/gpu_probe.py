@@ -57,7 +57,8 @@ class Search:
         torch.manual_seed(seed)
         entry = SPACES[space]
         self.device, self.graph = device, StepGraph() if graph else None
-        self.model = entry.build({"method": method, **NETWORKS[space]}, num_classes=entry.num_classes, k=k)
+        flags = entry.network_flags({"method": method, **NETWORKS[space]})
+        self.model = entry.build(flags, num_classes=entry.num_classes, k=k)
         self.model = self.model.to(device, memory_format=torch.channels_last)
         self.architect = Architect(self.model, lr=3e-4, reg_scale=1e-3, capturable=graph)
         self.optimizer = torch.optim.SGD(self.model.weight_parameters(), 0.025, momentum=0.9, weight_decay=3e-4)

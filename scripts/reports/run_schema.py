@@ -5,6 +5,8 @@ aggregate.py or plot_search.py reads it, and skipped with one line naming the fi
 A field that is absent or null is always allowed (runs of older versions lack some); a field
 the schema does not name is not read, so it is not checked.
 """
+
+
 class Fields(dict):
     """A JSON object whose named fields, where present, have these specs."""
 
@@ -21,9 +23,13 @@ class MapOf:
         self.value = value
 
 
+class Matrix:
+    """A list of rows of numbers (edges x ops), every row as long as the first, no null inside."""
+
+
 NUMBER = "number"
 GENOTYPE = (str, dict, list)  # a NAS-Bench-201 string; a DARTS-space object; older lists
-MATRIX = ListOf(ListOf(NUMBER))  # edges x ops
+MATRIX = Matrix()
 
 ARGS = Fields(method=str, dataset=str, k=int, reg_type=str, reg_scale=NUMBER, seed=int, hessian_freq=int,
               sample_archs=int, arch=str, epochs=int, batch_size=int, learning_rate=NUMBER, save=str)
@@ -70,10 +76,29 @@ def _matches(value, spec):
     return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
 
 
+def _matrix_error(value, path):
+    """Where `value` is not a list of equally long rows of numbers, or None."""
+    if not isinstance(value, list) or not value:
+        return f"{path} is {'an empty list' if value == [] else _json_name(value)}, not a list of rows of numbers"
+    for i, row in enumerate(value):
+        if not isinstance(row, list):
+            return f"{path}[{i}] is {_json_name(row)}, not a list of numbers"
+        if not row:
+            return f"{path}[{i}] is an empty list, not a list of numbers"
+        if len(row) != len(value[0]):
+            return f"{path}[{i}] has {len(row)} values, row 0 has {len(value[0])}"
+        for j, item in enumerate(row):
+            if not _matches(item, NUMBER):
+                return f"{path}[{i}][{j}] is {_json_name(item)}, not a number"
+    return None
+
+
 def first_error(value, spec=RESULTS, path=""):
     """'FIELD is X, not Y' for the first field of `value` that breaks `spec`, or None."""
     if value is None:
         return None
+    if isinstance(spec, Matrix):
+        return _matrix_error(value, path)
     if not _matches(value, spec):
         return f"{path or 'the file'} is {_json_name(value)}, not {_expected(spec)}"
     if isinstance(spec, Fields):
