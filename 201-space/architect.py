@@ -14,6 +14,7 @@ copy from); here the virtual step runs on the network in place and is undone.
 """
 from common.nas import architect as shared
 from common.nas import search_flags
+from common.distributed import ONE_PROCESS
 
 CELL_TYPES = ("cell",)  # one distribution for every cell of the network
 
@@ -30,6 +31,6 @@ def arch_parameters(model):
     return shared.named_arch_parameters(model, CELL_TYPES)
 
 
-def build(model, args, dist=None):
+def build(model, args, dist=ONE_PROCESS):
     """The architect of a search from its flags."""
     return shared.Architect(model, params=arch_parameters(model), **shared.step_settings(args, dist))

@@ -19,9 +19,11 @@ class ReLUConvBN(nn.Sequential):
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
-    def weighted_after_relu(self, relu_x, weight):
-        """weight * self(x) given ReLU(x) (common/nas/mixed_op.py: the fused path of a mixed op)."""
-        return scaled_batch_norm(self[2], self[1](relu_x), weight)
+    folds_weight = True  # the fused path of a mixed op (common/nas/fused.py)
+
+    def weighted_term(self, x, relu_x, weight):
+        """(weight * self(x), None): the shared ReLU(x), the weight folded into the BatchNorm."""
+        return scaled_batch_norm(self[2], self[1](relu_x(x.shape[1])), weight), None
 
 
 class Zero(nn.Module):

@@ -36,12 +36,7 @@ class SearchCell(nn.Module):
         nodes, relus = [x], [shared_relu(x)]  # ReLU(node) once for all edges leaving it
         for i in range(1, NUM_NODES):
             nodes.append(
-                fresh_sum(
-                    draw.edge_output(e, self.edges[e](nodes[j], draw.mixing[e], draw.kept[e],
-                                                      draw.hard and draw.hard[e], relus[j]))
-                    for e, (node, j) in enumerate(EDGES)
-                    if node == i
-                )
+                fresh_sum(self.edges[e](nodes[j], draw, relus[j]) for e, (node, j) in enumerate(EDGES) if node == i)
             )
             relus.append(shared_relu(nodes[-1]))
         return nodes[-1]

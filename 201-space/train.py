@@ -33,6 +33,7 @@ from common.data.loaders import training_loaders
 from common.run.run_folder import PROJECT_ROOT, default_output_dir
 from common.run.schedule import cosine_to_zero
 from common.run.train import training
+from common.distributed import ONE_PROCESS
 from space201.model import BEST_CELL, TinyNetwork, resolve_cell
 
 
@@ -60,7 +61,7 @@ def build_parser():
 
 
 
-def run(args, dist=None):
+def run(args, dist=ONE_PROCESS):
     cell = resolve_cell(args.arch, args.allow_unfinished)
     if args.nesterov and args.momentum == 0:
         raise UserError("Nesterov momentum needs --momentum > 0: give one, or pass --no-nesterov")

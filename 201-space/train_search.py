@@ -15,6 +15,7 @@ from common.data.loaders import search_loaders
 from common.run.run_folder import PROJECT_ROOT
 from common.nas.search_build import search
 from common.spaces import SPACES
+from common.distributed import ONE_PROCESS
 from space201 import architect
 
 # PC-DARTS's own settings (Xu et al., ICLR 2020, section 4.2), taken with --method pcdarts unless
@@ -45,7 +46,7 @@ def build_parser():
     return p
 
 
-def run(args, dist=None):
+def run(args, dist=ONE_PROCESS):
     return search(args, SPACES["201"], architect=architect.build, loaders_factory=search_loaders, dist=dist,
                   open_benchmark=open_benchmark)
 

@@ -18,6 +18,7 @@ here it is honoured.
 """
 from common.nas import architect as shared
 from common.nas import search_flags
+from common.distributed import ONE_PROCESS
 
 CELL_TYPES = ("normal", "reduce")
 
@@ -35,6 +36,6 @@ def arch_parameters(model):
     return shared.named_arch_parameters(model, CELL_TYPES)
 
 
-def build(model, args, dist=None):
+def build(model, args, dist=ONE_PROCESS):
     """The architect of a search from its flags."""
     return shared.Architect(model, params=arch_parameters(model), **shared.step_settings(args, dist))

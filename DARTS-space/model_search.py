@@ -60,12 +60,7 @@ class SearchCell(nn.Module):
         relus = [shared_relu(state) for state in states]  # ReLU(node) once for all edges leaving it
         offset = 0
         for _ in range(self.steps):
-            states.append(fresh_sum(
-                draw.edge_output(offset + j, self.edges[offset + j](
-                    h, draw.mixing[offset + j], draw.kept[offset + j],
-                    None if draw.hard is None else draw.hard[offset + j], relus[j]))
-                for j, h in enumerate(states)
-            ))
+            states.append(fresh_sum(self.edges[offset + j](h, draw, relus[j]) for j, h in enumerate(states)))
             relus.append(shared_relu(states[-1]))
             offset += len(states) - 1
         return torch.cat(states[-self.multiplier:], dim=1)

@@ -50,9 +50,11 @@ class ReLUConvBN(nn.Module):
     def forward(self, x):
         return self.op(x)
 
-    def weighted_after_relu(self, relu_x, weight):
-        """weight * self(x) given ReLU(x) (common/nas/mixed_op.py: the fused path of a mixed op)."""
-        return scaled_batch_norm(self.op[2], self.op[1](relu_x), weight)
+    folds_weight = True  # the fused path of a mixed op (common/nas/fused.py)
+
+    def weighted_term(self, x, relu_x, weight):
+        """(weight * self(x), None): the shared ReLU(x), the weight folded into the BatchNorm."""
+        return scaled_batch_norm(self.op[2], self.op[1](relu_x(x.shape[1])), weight), None
 
 
 class DilConv(nn.Module):
@@ -75,9 +77,15 @@ class DilConv(nn.Module):
         """self(x) given ReLU(x)."""
         return self.op[3](self.op[2](self.op[1](relu_x)))
 
-    def weighted_after_relu(self, relu_x, weight):
-        """weight * self(x) given ReLU(x), the weight folded into the BatchNorm."""
-        return scaled_batch_norm(self.op[3], self.op[2](self.op[1](relu_x)), weight)
+    folds_weight = True
+
+    def weighted_after_relu(self, relu, weight):
+        """weight * self(x) given relu = ReLU(x), the weight folded into the BatchNorm."""
+        return scaled_batch_norm(self.op[3], self.op[2](self.op[1](relu)), weight)
+
+    def weighted_term(self, x, relu_x, weight):
+        """(weight * self(x), None), from the shared ReLU(x)."""
+        return self.weighted_after_relu(relu_x(x.shape[1]), weight), None
 
 
 class SepConv(nn.Module):
@@ -93,9 +101,11 @@ class SepConv(nn.Module):
     def forward(self, x):
         return self.op(x)
 
-    def weighted_after_relu(self, relu_x, weight):
-        """weight * self(x) given ReLU(x): the first ReLU shared, the weight in the last BatchNorm."""
-        return self.op[1].weighted_after_relu(F.relu(self.op[0].after_relu(relu_x)), weight)
+    folds_weight = True
+
+    def weighted_term(self, x, relu_x, weight):
+        """(weight * self(x), None): the first ReLU shared, the weight in the last BatchNorm."""
+        return self.op[1].weighted_after_relu(F.relu(self.op[0].after_relu(relu_x(x.shape[1]))), weight), None
 
 
 class PoolBN(nn.Sequential):
@@ -104,9 +114,11 @@ class PoolBN(nn.Sequential):
     def __init__(self, pool, C):
         super().__init__(pool, nn.BatchNorm2d(C, affine=False))
 
-    def weighted(self, x, weight):
-        """weight * self(x), the weight folded into the BatchNorm (common/nas/mixed_op.py)."""
-        return scaled_batch_norm(self[1], self[0](x), weight)
+    folds_weight = True
+
+    def weighted_term(self, x, relu_x, weight):
+        """(weight * self(x), None), the weight folded into the BatchNorm (no ReLU: `relu_x` unused)."""
+        return scaled_batch_norm(self[1], self[0](x), weight), None
 
 
 class Zero(nn.Module):

@@ -25,6 +25,7 @@ from common.data.loaders import training_loaders
 from common.run.run_folder import PROJECT_ROOT, default_output_dir
 from common.run.schedule import cosine_to_zero
 from common.run.train import training
+from common.distributed import ONE_PROCESS
 from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkCIFAR, resolve_genotype
@@ -50,7 +51,7 @@ def build_parser():
 
 
 
-def checked_loaders(args, device, dist=None):
+def checked_loaders(args, device, dist=ONE_PROCESS):
     """training_loaders, with --auxiliary refused on a folder dataset's images of a size the head cannot take."""
     loaders = training_loaders(args, device, dist)
     width, height = (loaders.data or {}).get("image_size", (32, 32))
@@ -61,7 +62,7 @@ def checked_loaders(args, device, dist=None):
     return loaders
 
 
-def run(args, dist=None):
+def run(args, dist=ONE_PROCESS):
     genotype = resolve_genotype(args.arch, args.allow_unfinished)
     return training(
         args, space="darts", genotype=genotype_to_json(genotype), genotype_text=genotype_text(genotype),

@@ -21,6 +21,7 @@ from common.data.imagenet_loader import imagenet_training_loaders
 from common.run.run_folder import PROJECT_ROOT, default_output_dir
 from common.run.schedule import DECAYS, WARMUP_ABOVE_BATCH, EpochLR, imagenet_training_lr, warmup_epochs_for
 from common.run.train import training
+from common.distributed import ONE_PROCESS
 from darts_space.genotype_text import genotype_text
 from darts_space.genotypes import genotype_to_json
 from darts_space.model import NetworkImageNet, resolve_genotype
@@ -53,7 +54,7 @@ def schedule(args, optimizer):
         warmup_epochs=warmup_epochs_for(args.batch_size, args.warmup_epochs)))
 
 
-def run(args, dist=None):
+def run(args, dist=ONE_PROCESS):
     genotype = resolve_genotype(args.arch, args.allow_unfinished)
     return training(
         args, space="darts", genotype=genotype_to_json(genotype), genotype_text=genotype_text(genotype),

@@ -17,6 +17,7 @@ from common.data.loaders import search_loaders
 from common.run.run_folder import PROJECT_ROOT
 from common.nas.search_build import search
 from common.spaces import SPACES
+from common.distributed import ONE_PROCESS
 from darts_space import architect
 
 # PC-DARTS's own CIFAR search (Xu et al., ICLR 2020, section 4.2), taken with --method pcdarts
@@ -49,7 +50,7 @@ def build_parser():
     return p
 
 
-def run(args, dist=None):
+def run(args, dist=ONE_PROCESS):
     return search(args, SPACES["darts"], architect=architect.build, loaders_factory=search_loaders, dist=dist)
 
 

@@ -24,6 +24,7 @@ from common.run.run_folder import PROJECT_ROOT
 from common.run.schedule import WARMUP_ABOVE_BATCH, warmup_epochs_for
 from common.nas.search_build import search, stage_schedule
 from common.spaces import SPACES
+from common.distributed import ONE_PROCESS
 from darts_space import architect
 
 
@@ -64,7 +65,7 @@ def schedule(args, optimizer, stages):
     return stage_schedule(args, optimizer, stages, warmup_epochs_for(args.batch_size, args.warmup_epochs))
 
 
-def run(args, dist=None):
+def run(args, dist=ONE_PROCESS):
     return search(args, SPACES["imagenet"], architect=architect.build, loaders_factory=imagenet_search_loaders, dist=dist,
                   schedule=schedule)
 

@@ -31,7 +31,7 @@ CHECK_SYNC_ENV = "DRNAS_CHECK_SYNC"
 MAIN_WORK_TIMEOUT = timedelta(hours=12)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Dist:
     rank: int = 0
     world_size: int = 1
@@ -96,9 +96,12 @@ class Dist:
                 raise RuntimeError(f"parameters of rank {rank} differ from rank 0's (max |diff| {diff:.3e})")
 
 
+ONE_PROCESS = Dist()  # a run in one process: what every `dist` parameter defaults to
+
+
 def average_gradients(grads, dist):
     """Average a list of gradient tensors over the ranks, in place, in one all-reduce."""
-    if dist is None or not dist.distributed or not grads:
+    if not dist.distributed or not grads:
         return grads
     flat = torch.cat([g.reshape(-1) for g in grads])
     torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
@@ -115,7 +118,7 @@ def wrap_ddp(module, dist, *, find_unused_parameters=False, ignore=()):
 
     `ignore`: names of parameters DDP must leave alone (the search's architecture
     parameters, whose gradients the architect averages itself)."""
-    if dist is None or not dist.distributed:
+    if not dist.distributed:
         return module
     from torch.nn.parallel import DistributedDataParallel
 

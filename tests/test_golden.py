@@ -86,12 +86,12 @@ def test_other_rounding_stays_within_the_tolerance(name, data, tmp_path, monkeyp
 
 def test_a_perturbed_op_is_caught(data, tmp_path, monkeypatch):
     """The average pool of the mixed ops, its output scaled by 1 + 1e-6: the run no longer agrees."""
-    term_and_factor = fused.AvgPool.term_and_factor
+    weighted_term = fused.AvgPool.weighted_term
 
-    def perturbed(self, x, weight):
-        term, factor = term_and_factor(self, x, weight)
+    def perturbed(self, x, relu_x, weight):
+        term, factor = weighted_term(self, x, relu_x, weight)
         return term, factor * (1 + 1e-6)
 
-    monkeypatch.setattr(fused.AvgPool, "term_and_factor", perturbed)
+    monkeypatch.setattr(fused.AvgPool, "weighted_term", perturbed)
     got = run("201_plain", data, tmp_path / "perturbed")
     assert not agree(got, RECORDED["runs"]["201_plain"], exact=False)

@@ -9,7 +9,7 @@ from torch import nn
 
 from common.nas.architect import Architect
 from common.nas.diagnostics import arch_digest, check_ranks_agree
-from common.distributed import Dist
+from common.distributed import ONE_PROCESS, Dist
 from common.nas.mixing import ArchDistribution
 from common.nas.network import SearchNetwork
 from common.nas.progressive import load_masks
@@ -44,7 +44,7 @@ def one_search_step(dist, average=True, method="darts"):
     x, xa = torch.randn(2, 16, 3, 6, 6, generator=g)
     y, ya = torch.randint(0, 5, (2, 16), generator=g)
     shard = slice(dist.rank, None, dist.world_size)
-    architect = Architect(model, lr=0.1, reg_scale=1e-3, dist=dist if average else None)
+    architect = Architect(model, lr=0.1, reg_scale=1e-3, dist=dist if average else ONE_PROCESS)
     optimizer = torch.optim.SGD(model.weight_parameters(), 0.5, momentum=0.9, weight_decay=3e-4)
     forward = search_ddp(model, dist) if dist.distributed else None
     search_step(model, architect, optimizer, (x[shard], y[shard]), (xa[shard], ya[shard]),

@@ -39,8 +39,8 @@ class ToyNetwork(SearchNetwork):
 
     def forward(self, x):
         draw, h = self.draw()["cell"], self.stem(x)
-        for e, edge in enumerate(self.edges):
-            h = edge(h, draw.mixing[e], draw.kept[e], draw.hard and draw.hard[e])
+        for edge in self.edges:
+            h = edge(h, draw)
         return self.classifier(F.adaptive_avg_pool2d(h, 1).flatten(1))
 
     def genotype_from(self, mixing):

@@ -20,7 +20,7 @@ import torch
 
 from common.data.datasets import search_split
 from common.device import MEMORY_FORMATS
-from common.distributed import global_to_local_batch
+from common.distributed import ONE_PROCESS, global_to_local_batch
 from common.data.folder_data import (TEST_PORTION, FolderSplits, channel_stats, crop_padding, imagesets, open_image,
                                 read_images, scan, stored_size)
 from common.data.imagenet_data import Augmented
@@ -141,7 +141,7 @@ def streams(args, device, dist, found: Plan):
     augmented = T.Compose([T.RandomCrop((h, w), padding=crop_padding(w)), T.RandomHorizontalFlip(),
                            *plain, *([Cutout(cutout, args.cutout_prob)] if cutout else [])])
     batch, ranks, rank = args.batch_size, 1, 0
-    if dist is not None and dist.distributed:
+    if dist.distributed:
         batch, ranks, rank = global_to_local_batch(args.batch_size, dist), dist.world_size, dist.rank
     shared = dict(batch_size=batch, device=device, workers=min(STREAM_WORKERS, os.cpu_count() or 1),
                   num_replicas=ranks, rank=rank, memory_format=MEMORY_FORMATS[args.memory_format])
@@ -152,7 +152,7 @@ def streams(args, device, dist, found: Plan):
     return make, mean, std, batch, ranks
 
 
-def folder_search_loaders(args, device, dist=None):
+def folder_search_loaders(args, device, dist=ONE_PROCESS):
     """common/data/loaders.py's search loaders for `--dataset folder`: the training files split by
     `--train_portion` (weights, architecture), in memory or streamed (see the module doc)."""
     found = plan(args, device, test=False)
@@ -169,7 +169,7 @@ def folder_search_loaders(args, device, dist=None):
                    notes=(found.line,))
 
 
-def folder_training_loaders(args, device, dist=None):
+def folder_training_loaders(args, device, dist=ONE_PROCESS):
     """common/data/loaders.py's training loaders for `--dataset folder`: the training files (augmented)
     and the test split (DIR/val, or the held-out part), in memory or streamed."""
     found = plan(args, device, test=True)

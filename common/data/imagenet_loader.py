@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from common.device import MEMORY_FORMATS
-from common.distributed import global_to_local_batch
+from common.distributed import ONE_PROCESS, global_to_local_batch
 from common.errors import UserError
 from common.data.imagenet_data import (MEAN, STD, Augmented, Encoded, RandomCropFlip, ResizeCenterCrop, collate_encoded,
                                   eval_transform, search_transform, spread, train_and_val_folders, train_transform)
@@ -273,19 +273,19 @@ def streamed_search_loaders(root, batch_size, device, seed, *, workers=0, backen
 
 def _per_rank(args, dist):
     """(per-rank batch, replicas, rank): `--batch_size` is the global batch."""
-    if dist is None or not dist.distributed:
+    if not dist.distributed:
         return args.batch_size, 1, 0
     return global_to_local_batch(args.batch_size, dist), dist.world_size, dist.rank
 
 
-def imagenet_training_loaders(args, device, dist=None):
+def imagenet_training_loaders(args, device, dist=ONE_PROCESS):
     """The loaders of train_imagenet.py, from its flags (common/data/loaders.py's signature)."""
     batch_size, replicas, rank = _per_rank(args, dist)
     return streamed_training_loaders(args.data, batch_size, args.workers, device, args.seed, limit=args.data_limit,
                                    num_replicas=replicas, rank=rank, memory_format=MEMORY_FORMATS[args.memory_format])
 
 
-def imagenet_search_loaders(args, device, dist=None):
+def imagenet_search_loaders(args, device, dist=ONE_PROCESS):
     """The loaders of train_search_imagenet.py, from its flags (common/data/loaders.py's signature)."""
     batch_size, replicas, rank = _per_rank(args, dist)
     return streamed_search_loaders(args.data, batch_size, device, args.seed, workers=args.workers, backend=args.loader,

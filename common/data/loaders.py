@@ -15,6 +15,7 @@ from common.data.datasets import load_dataset
 from common.data.folder_loaders import folder_search_loaders, folder_training_loaders
 from common.data.memory_loaders import Loaders, imageset_search_loaders, imageset_training_loaders, limited
 from common.errors import UserError
+from common.distributed import ONE_PROCESS
 
 __all__ = ["Loaders", "search_loaders", "training_loaders"]
 
@@ -24,7 +25,7 @@ def _folder_flags_only_with_folder(args):
         raise UserError(f"--image_size resizes the images of --dataset folder only, not {args.dataset}: leave it out")
 
 
-def search_loaders(args, device, dist=None):
+def search_loaders(args, device, dist=ONE_PROCESS):
     """A training set split in two halves (`--train_portion`): the first trains the weights,
     the second the architecture (and gives the validation figure)."""
     _folder_flags_only_with_folder(args)
@@ -34,7 +35,7 @@ def search_loaders(args, device, dist=None):
                                    args, device, dist)
 
 
-def training_loaders(args, device, dist=None):
+def training_loaders(args, device, dist=ONE_PROCESS):
     """The training split (augmented, cutout with `--cutout`) and the test split."""
     _folder_flags_only_with_folder(args)
     if args.dataset == "folder":

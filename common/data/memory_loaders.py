@@ -9,6 +9,7 @@ from common.data.device_loader import DeviceLoader
 from common.errors import UserError
 from common.data.datasets import search_split
 from common.data.imageset import subset
+from common.distributed import ONE_PROCESS
 
 
 class Loaders(NamedTuple):
@@ -21,7 +22,7 @@ class Loaders(NamedTuple):
 
 
 def _shards(dist):
-    if dist is None or not dist.distributed:
+    if not dist.distributed:
         return {}
     return {"rank": dist.rank, "world_size": dist.world_size}
 
@@ -31,7 +32,7 @@ def limited(data, limit):
     return subset(data, range(min(limit, len(data)))) if limit else data
 
 
-def imageset_search_loaders(data, args, device, dist=None):
+def imageset_search_loaders(data, args, device, dist=ONE_PROCESS):
     """search_loaders of the training set `data` (an ImageSet)."""
     weight_half, arch_half = search_split(len(data), args.train_portion)
     cutout = args.cutout_length if args.cutout else 0
@@ -49,7 +50,7 @@ def imageset_search_loaders(data, args, device, dist=None):
     return Loaders(data.num_classes, train, evaluation, arch)
 
 
-def imageset_training_loaders(train_data, test_data, args, device, dist=None):
+def imageset_training_loaders(train_data, test_data, args, device, dist=ONE_PROCESS):
     """training_loaders of the ImageSets `train_data` and `test_data`."""
     if test_data.num_classes != train_data.num_classes:
         raise UserError(f"the {args.dataset} test split has {test_data.num_classes} classes, "

@@ -30,7 +30,7 @@ import torch
 from torch import optim
 
 from common import rng
-from common.distributed import average_gradients
+from common.distributed import ONE_PROCESS, average_gradients
 from common.device import autocast
 
 REG_TYPES = ("l2", "kl")
@@ -45,7 +45,7 @@ def named_arch_parameters(model, cell_types):
     return [param for cell_type in cell_types for param in model.arch[cell_type].parameters()]
 
 
-def step_settings(args, dist=None):
+def step_settings(args, dist=ONE_PROCESS):
     """The Architect's settings from a search script's flags (common/nas/search_flags.py)."""
     return dict(lr=args.arch_learning_rate, reg_type=args.reg_type, reg_scale=args.reg_scale, unrolled=args.unrolled,
                 dist=dist, amp=args.amp, grad_clip=args.arch_grad_clip or None, capturable=args.cuda_graph)
@@ -58,7 +58,7 @@ def _grads(loss, params):
 
 
 class Architect:
-    def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, unrolled=False, dist=None, amp=False,
+    def __init__(self, model, *, lr, reg_type="l2", reg_scale=1e-3, unrolled=False, dist=ONE_PROCESS, amp=False,
                  grad_clip=None, capturable=False, params=None):
         """`reg_type` l2: the anchor is Adam weight decay `reg_scale` on alpha (pulls beta to 1;
         the ImageNet search's "arch weight decay 1e-3"); kl: `reg_scale * KL(Dir(beta) || Dir(1))`

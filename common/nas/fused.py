@@ -1,14 +1,14 @@
 """Cheaper, equal sums for the mixed ops (same values up to float rounding; see
 docs/performance.md and tests/test_performance.py):
 
-- an op that starts with ReLU on its input (ReLU-conv-BN, separable and dilated convs)
-  exposes `weighted_after_relu(relu_x, weight)`; ReLU(x) is then computed once for every
-  such op of an edge, and once per node for all the edges leaving it (`shared_relu`), where
-  each op used to compute and keep its own copy;
-- that method folds the mixing weight into the op's last BatchNorm (`scaled_batch_norm`):
-  theta * BN(z) is BN(z) with affine weight theta, one pass instead of two, forward and back;
-  an op that ends with a BatchNorm but does not start with ReLU (the DARTS-space pools)
-  exposes `weighted(x, weight)` for the same folding;
+- one hook: an op may define `weighted_term(x, relu_x, weight) -> (term, factor)` with
+  term * factor = weight * op(x), which a mixed op adds into its sum in one pass; `relu_x(C)`
+  is ReLU of the first C channels of x, computed once per node for all the edges leaving it
+  (`shared_relu`), where each op used to compute and keep its own copy;
+- an op that ends with a BatchNorm (ReLU-conv-BN, separable and dilated convs, the DARTS-space
+  pools) folds the mixing weight into it (`scaled_batch_norm`): theta * BN(z) is BN(z) with
+  affine weight theta, one pass instead of two, forward and back; its factor is None and it
+  says so with `folds_weight = True` (its term then starts the edge's sum);
 - the average pool of both spaces (`AvgPool`, count_include_pad=False) runs on the CPU as a
   depthwise convolution with a ones kernel divided by the count of each window;
 - sums accumulate in place (`fresh_sum`).
@@ -106,9 +106,9 @@ class AvgPool(nn.Module):
                         padding=self.padding, groups=channels)
         return sums, self._constant("inverse_count", (height, width), x)
 
-    def term_and_factor(self, x, weight):
+    def weighted_term(self, x, relu_x, weight):
         """(t, f) with t * f = weight * self(x): a mixed op multiplies them into its sum in one
-        pass, so that the division by the counts costs nothing extra."""
+        pass, so that the division by the counts costs nothing extra (`relu_x` unused)."""
         term, scale = self._sums_and_scale(x)
         return term, weight if scale is None else weight * scale
 

@@ -116,8 +116,7 @@ class MixedOp(nn.Module):
         return moved
 
     def _unfused(self, index):
-        op = self.ops[index]
-        return not (hasattr(op, "weighted_after_relu") or hasattr(op, "weighted"))
+        return not getattr(self.ops[index], "folds_weight", False)
 
     def _split(self, x):
         if self.k == 1:
@@ -134,23 +133,25 @@ class MixedOp(nn.Module):
 
     def _accumulate(self, out, index, x, relu_x, weight):
         """`out + weight * op(x)` (`out` None: the first term), in place into `out`, through the
-        op's fused path when it has one (`weighted_after_relu`, `weighted`, `term_and_factor`),
-        else one fused multiply-add."""
+        op's `weighted_term` hook when it has one (common/nas/fused.py), else one fused multiply-add."""
         op = self.ops[index]
-        fused = getattr(op, "weighted_after_relu", None)
-        if fused is not None:
-            term = fused(relu_x(x.shape[1]), weight)
+        hook = getattr(op, "weighted_term", None)
+        term, factor = hook(x, relu_x, weight) if hook is not None else (op(x), weight)
+        if factor is None:  # the weight is folded into the term
             return term if out is None else out.add_(term)
-        if hasattr(op, "weighted"):
-            term = op.weighted(x, weight)
-            return term if out is None else out.add_(term)
-        split = getattr(op, "term_and_factor", None)
-        term, factor = split(x, weight) if split is not None else (op(x), weight)
         return term * factor if out is None else out.addcmul_(term, factor)
 
-    def forward(self, x, mixing, kept, hard_choice=None, relu_x=None):
-        """`mixing`: this edge's row of mixing weights; `kept`: indices of live ops;
-        `relu_x`: the cell's `shared_relu(x)` (default: one for this edge's ops only).
+    def forward(self, x, draw, relu_x=None):
+        """This edge's output in one forward pass: `draw` (common.nas.network.Draw) is its cell
+        type's draw, of which the edge reads its own row (mixing weights, kept ops, GDAS's
+        sampled op) and applies its own PC-DARTS edge weight. `relu_x`: the cell's
+        `shared_relu(x)` (default: one for this edge's ops only)."""
+        e = self.edge
+        out = self.mix(x, draw.mixing[e], draw.kept[e], None if draw.hard is None else draw.hard[e], relu_x)
+        return draw.edge_output(e, out)
+
+    def mix(self, x, mixing, kept, hard_choice=None, relu_x=None):
+        """`mixing`: this edge's row of mixing weights; `kept`: indices of live ops.
 
         `hard_choice` (GDAS) is the sampled op: only it is computed; the other live ops
         add their (zero-valued) weight so that they still receive a gradient, as the

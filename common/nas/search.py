@@ -26,7 +26,7 @@ from common.device import autocast, reset_peak_memory
 from common.nas.cuda_graph import StepGraph, graph_key
 from common.data.device_loader import cycle
 from common.nas.diagnostics import check_ranks_agree, epoch_diagnostics
-from common.distributed import check_sync_enabled, wrap_ddp
+from common.distributed import ONE_PROCESS, check_sync_enabled, wrap_ddp
 from common.run.driver import Task
 from common.run.epoch import evaluate, run_epoch
 from common.nas.mixing import FIRST_EPOCH_TAU, METHODS, annealed_tau
@@ -73,7 +73,7 @@ def search_step(model, architect, weight_optimizer, batch, arch_batch, *, update
 
 
 def search_epoch(model, architect, weight_optimizer, train_loader, arch_stream, *, update_arch, grad_clip,
-                 amp=False, forward=None, dist=None, check_sync=False, graph=None, unsampled_ops=None, **loop):
+                 amp=False, forward=None, dist=ONE_PROCESS, check_sync=False, graph=None, unsampled_ops=None, **loop):
     """One epoch of search steps; returns (mean weight loss, accuracy %), over all ranks of
     `dist`; `graph`: a common.nas.cuda_graph.StepGraph of the step (--cuda_graph), else eager;
     `loop` holds common.run.epoch.run_epoch's progress, check_divergence, stop and start."""
@@ -160,7 +160,7 @@ class SearchTask(Task):
 
     fix = "lower --learning_rate or --arch_learning_rate"
 
-    def __init__(self, objects, config, dist=None):
+    def __init__(self, objects, config, dist=ONE_PROCESS):
         loaders = objects.loaders
         super().__init__(
             objects=objects, config=config, dist=dist, optimizer=objects.weight_optimizer,
@@ -168,8 +168,8 @@ class SearchTask(Task):
             stateful={"model": objects.model, "weight_optimizer": objects.weight_optimizer,
                       "arch_optimizer": objects.architect, "scheduler": objects.scheduler},
             loaders={"train_loader": loaders.train, "arch_loader": loaders.arch, "valid_loader": loaders.evaluation})
-        self.distributed = dist is not None and dist.distributed
-        self.is_main = dist is None or dist.is_main
+        self.distributed = dist.distributed
+        self.is_main = dist.is_main
         self.check_sync = self.distributed and check_sync_enabled()
         self.forward, self.update_arch = None, True  # the DDP wrapper of the current stage
         self.graph = StepGraph() if config.cuda_graph else None

@@ -16,9 +16,11 @@ from common.device import MEMORY_FORMATS
 from common.errors import UserError
 from common.nas.mixing import METHODS
 from common.nas.progressive import Stage, arch_warnings, load_masks
+from common.run.flags import config_from_flags
 from common.run.run_folder import default_output_dir
 from common.run.schedule import STAGE_LR, EpochLR
 from common.nas.search import SearchConfig, SearchObjects, SearchTask, TauSchedule
+from common.distributed import ONE_PROCESS
 
 
 def stages_from_flags(args, num_ops):
@@ -54,7 +56,7 @@ def check_cuda_graph(args, device, dist):
     """--cuda_graph needs a GPU and flags whose step has no host reads (common/nas/cuda_graph.py)."""
     if not args.cuda_graph:
         return
-    reason = graph_refusal(args, dist is not None and dist.distributed)
+    reason = graph_refusal(args, dist.distributed)
     if reason:
         raise UserError(f"--cuda_graph cannot capture this search: {reason}; leave --cuda_graph out")
     if device.type != "cuda":
@@ -76,15 +78,12 @@ def search_config(args, space, stages):
     if METHODS[args.method].uses_tau:  # SNAS, GDAS: annealed linearly over all epochs
         tau = TauSchedule(sum(stage.epochs for stage in stages), args.tau_max, args.tau_min,
                           args.first_epoch_tau)
-    return SearchConfig(
-        space=space.name, stages=tuple(stages), batch_size=args.batch_size, grad_clip=args.grad_clip, report_freq=args.report_freq,
-        seed=args.seed, valid_from_epoch=args.valid_from_epoch, memory_format=MEMORY_FORMATS[args.memory_format],
-        amp=args.amp, tau=tau, sample_archs=args.sample_archs, hessian_freq=args.hessian_freq,
-        hessian_batches=args.hessian_batches, cuda_graph=args.cuda_graph,
-        unsampled_ops=args.unsampled_ops if METHODS[args.method].hard else None)
+    return config_from_flags(SearchConfig, args, space=space.name, stages=tuple(stages), tau=tau,
+                             memory_format=MEMORY_FORMATS[args.memory_format],
+                             unsampled_ops=args.unsampled_ops if METHODS[args.method].hard else None)
 
 
-def build_search(args, space, stages, device, *, architect, loaders_factory, dist=None, checkpoint=None,
+def build_search(args, space, stages, device, *, architect, loaders_factory, dist=ONE_PROCESS, checkpoint=None,
                  benchmark=None, schedule=stage_schedule):
     """The SearchTask of the flags; with a `checkpoint` the network is rebuilt at its k and
     masks (the caller restores the state)."""
@@ -102,22 +101,18 @@ def build_search(args, space, stages, device, *, architect, loaders_factory, dis
     return SearchTask(objects, search_config(args, space, stages), dist)
 
 
-def search(args, space, *, architect, loaders_factory, dist=None, open_benchmark=None, schedule=stage_schedule):
+def search(args, space, *, architect, loaders_factory, dist=ONE_PROCESS, open_benchmark=None, schedule=stage_schedule):
     """A search script's body: its parsed flags, its space, its architect builder `(model, args,
     dist) -> Architect`, its loaders factory and (NAS-Bench-201) its benchmark, run by
     common.run.launch; returns the final genotype."""
     stages = stages_from_flags(args, len(space.op_names))
     check_search_flags(args, stages)
-
-    def build_task(device, checkpoint, note):
-        for line in arch_warnings(stages, args.arch_start_epoch):
-            note(line)
-        benchmark = open_benchmark(args, note) if open_benchmark and (dist is None or dist.is_main) else None
-        return build_search(args, space, stages, device, architect=architect, loaders_factory=loaders_factory,
-                            dist=dist, checkpoint=checkpoint, benchmark=benchmark, schedule=schedule)
-
-    results = launch.start(args, dist=dist, build_task=build_task, default_dir=lambda: search_folder(args, space, stages))
-    return results["genotype"]
+    run = launch.prepare(args, lambda: search_folder(args, space, stages), dist)
+    run.notes.extend(arch_warnings(stages, args.arch_start_epoch))
+    benchmark = open_benchmark(args, run.notes.append) if open_benchmark and dist.is_main else None
+    task = build_search(args, space, stages, run.device, architect=architect, loaders_factory=loaders_factory,
+                        dist=dist, checkpoint=run.checkpoint, benchmark=benchmark, schedule=schedule)
+    return launch.run_task(args, run, task, dist)["genotype"]
 
 
 def search_folder(args, space, stages):

@@ -30,6 +30,7 @@ from common.device import memory_mb
 from common.errors import UserError, one_line
 from common.run.progress import Progress
 from common.run.stopping import StopRequested, exit_status
+from common.distributed import ONE_PROCESS
 
 
 class Diverged(UserError):
@@ -152,12 +153,12 @@ def stop_mid_epoch(task, folder, epoch, request, dist):
     and sums, gathered on rank 0), `finished: false` with the signal in the results, one line
     with the command that continues; then exit with status 128 + the signal number."""
     ranks = [task.rank_state(request.meter)]
-    if dist is not None and dist.distributed:  # as torch-saved bytes: gathering tensors in objects fails
+    if dist.distributed:  # as torch-saved bytes: gathering tensors in objects fails
         buffer = io.BytesIO()
         torch.save(ranks[0], buffer)
         ranks = [torch.load(io.BytesIO(data), weights_only=True) for data in dist.all_gather_objects(buffer.getvalue())]
     name = signal.Signals(request.signum).name
-    if dist is None or dist.is_main:
+    if dist.is_main:
         state = task.checkpoint(folder, epoch)
         state["mid_epoch"] = {"epoch": epoch, "steps_done": request.steps_done, "ranks": ranks}
         save_checkpoint(folder.dir / CHECKPOINT_NAME, state)
@@ -167,11 +168,11 @@ def stop_mid_epoch(task, folder, epoch, request, dist):
     raise SystemExit(exit_status(request.signum))
 
 
-def drive(task, folder, *, start_epoch=0, stop_after_epoch=None, dist=None, signals=None, resume=None):
+def drive(task, folder, *, start_epoch=0, stop_after_epoch=None, dist=ONE_PROCESS, signals=None, resume=None):
     """Run (or continue) the task's epochs into `folder`; returns the results dict. `signals`
     (common.run.stopping.StopSignals) stops the run at a step boundary; `resume` (steps done, sums)
     continues a first epoch stopped so."""
-    is_main = dist is None or dist.is_main
+    is_main = dist.is_main
     task.log = folder.log  # for the lines a hook logs
     for epoch in range(start_epoch, task.epochs):
         fields = task.begin_epoch(epoch, resuming=resume is not None)
@@ -194,8 +195,7 @@ def drive(task, folder, *, start_epoch=0, stop_after_epoch=None, dist=None, sign
         if is_main:
             save_checkpoint(folder.dir / CHECKPOINT_NAME, task.checkpoint(folder, epoch + 1))
             folder.save_results()
-        if dist is not None:
-            dist.wait_for_main()  # the others wait on the CPU, not inside NCCL (common/distributed.py)
+        dist.wait_for_main()  # the others wait on the CPU, not inside NCCL (common/distributed.py)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < task.epochs:
             folder.log.info(f"stopping after epoch {epoch + 1} as asked; continue with --resume {folder.dir}")
             return folder.results

@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from common.device import autocast
 from common.run.meter import Meter
 from common.run.stopping import StopRequested
+from common.distributed import ONE_PROCESS
 
 
-def run_epoch(batches, step, *, device, progress=None, check_divergence=None, dist=None, check_sync=None,
+def run_epoch(batches, step, *, device, progress=None, check_divergence=None, dist=ONE_PROCESS, check_sync=None,
               stop=None, start=None):
     """`step(batch) -> (loss, logits, targets, healthy)` over `batches` (with `start` = (steps done,
     meter state), the epoch's remaining ones); returns (mean loss, accuracy %) over all ranks of
@@ -50,7 +51,7 @@ def run_epoch(batches, step, *, device, progress=None, check_divergence=None, di
 
 
 @torch.no_grad()
-def evaluate(model, loader, criterion=F.cross_entropy, dist=None, amp=False, logits_of=None):
+def evaluate(model, loader, criterion=F.cross_entropy, dist=ONE_PROCESS, amp=False, logits_of=None):
     """(mean loss, top-1 %, top-5 %) over `loader` in eval mode (top-k capped at the class count).
     `logits_of(output)` picks the logits of a model whose forward returns more (the evaluation
     networks' (logits, auxiliary logits)). With a distributed `dist`, each rank passes its shard

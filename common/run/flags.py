@@ -6,6 +6,7 @@ Every numeric flag is checked when it is parsed: a value outside its range is on
 naming the range (exit 2), never a traceback later.
 """
 import argparse
+import dataclasses
 import math
 
 from common.device import MEMORY_FORMATS
@@ -188,3 +189,13 @@ def apply_presets(parser, args, given):
             if name not in given:
                 setattr(args, name, list(value) if isinstance(value, (list, tuple)) else value)
     return args
+
+
+def config_from_flags(config_class, args, **derived):
+    """A run's config dataclass: every field from the flag of the same name, the `derived` ones
+    (values that are not a flag's, or a flag's turned into another form) as given; a field that
+    is neither keeps its default. Adding a flag to a config is then one field, not a copy."""
+    flags = vars(args)
+    taken = {field.name: flags[field.name] for field in dataclasses.fields(config_class)
+             if field.name in flags and field.name not in derived}
+    return config_class(**taken, **derived)

@@ -1,25 +1,28 @@
-"""The body of every script, written once: prepare the run, build its task, open its folder,
-drive the epochs.
+"""The body of every script, written once: prepare the run, (the script) build its task, open
+its folder, drive the epochs.
 
     main = launch.entry_point(build_parser, run)      # a script's main(argv=None)
-    results = launch.start(args, default_dir=..., build_task=..., dist=dist)
+    run = launch.prepare(args, default_dir, dist)     # device, checkpoint, folder name, seeded
+    task = ...                                        # a search or a training, built by its script
+    results = launch.run_task(args, run, task, dist)
 
-`build_task(device, checkpoint, note)` builds the task (a search or a training) from the
-parsed flags, rebuilt at the checkpoint's settings on `--resume`; `note(line)` queues a line
-for the log. It runs before the folder is made, so that bad data or flags leave nothing
-behind. A run that fails later writes its error line into its log and `finished: false` with
-the error into its results; a signal stops it at a step boundary (common/run/stopping.py).
+The task is built from the parsed flags, at the checkpoint's settings on `--resume`
+(`run.checkpoint`), and may queue lines for the log (`run.notes`). It is built before the
+folder is made, so that bad data or flags leave nothing behind. A run that fails later writes
+its error line into its log and `finished: false` with the error into its results; a signal
+stops it at a step boundary (common/run/stopping.py).
 """
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import torch
 
 from common.run.authors_flags import translate
 from common.run.checkpoint import load_checkpoint, remove_orphans
 from common.device import check_amp, configure_backends, resolve_device, seed_everything
-from common.distributed import distributed_main, global_to_local_batch
+from common.distributed import ONE_PROCESS, distributed_main, global_to_local_batch
 from common.run.driver import drive
 from common.errors import UserError, exit_on_user_error
 from common.run.flags import apply_presets
@@ -29,15 +32,24 @@ from common.run.run_folder import PROJECT_ROOT, QuietFolder, RunFolder
 from common.run.stopping import StopSignals
 
 
-def prepare(args, default_dir, dist=None):
-    """(device, checkpoint or None, output folder, numerics), seeded: --resume continues in the run's own
+class Prepared(NamedTuple):
+    """A run made ready by `prepare`, before its task is built."""
+
+    device: object  # torch.device
+    checkpoint: Optional[dict]  # with --resume
+    out_dir: Path
+    numerics: dict  # TF32, deterministic kernels, cuDNN autotuning (results.json)
+    notes: list  # lines for the log, queued until the folder is open
+
+
+def prepare(args, default_dir, dist=ONE_PROCESS):
+    """The run's Prepared (device, checkpoint or None, output folder, numerics), seeded: --resume continues in the run's own
     folder; `default_dir()` names a new run's folder, which must not hold a run (but with
     --overwrite). Under torchrun the device is cuda:LOCAL_RANK (or the CPU) and every rank takes
     rank 0's folder name (names carry a time stamp). One line, before anything is written, for
     a folder that cannot be used, a global batch that does not divide among the ranks, or --amp
     without bfloat16."""
-    if dist is not None:
-        global_to_local_batch(args.batch_size, dist)
+    global_to_local_batch(args.batch_size, dist)
     device = resolve_device(args.device)
     if "/" in args.save or args.save in ("", ".", ".."):
         raise UserError(f"--save {args.save!r} is a name, part of the folder name: use --output_dir for a path")
@@ -50,7 +62,7 @@ def prepare(args, default_dir, dist=None):
         out_dir = Path(args.output_dir or default_dir())
         check_writable(out_dir)
         check_new_run(out_dir, args.overwrite)
-    if dist is not None and dist.distributed:
+    if dist.distributed:
         device = dist.device
         out_dir = Path(dist.all_gather_objects(str(out_dir))[0])
     if args.amp:
@@ -59,14 +71,14 @@ def prepare(args, default_dir, dist=None):
         torch.cuda.set_device(device)  # the current device: its random state is the one checkpointed
     seed_everything(args.seed)
     numerics = configure_backends(device, deterministic=args.deterministic, tf32=args.tf32)
-    return device, checkpoint, out_dir, numerics
+    return Prepared(device, checkpoint, out_dir, numerics, [])
 
 
-def open_folder(out_dir, args, device, dist=None, results=None):
+def open_folder(out_dir, args, device, dist=ONE_PROCESS, results=None):
     """The run's folder, locked, on rank 0 (a new run's checked again under the lock, and
     cleared with --overwrite; the temporary files of killed writes removed); a silent stand-in
     on the other ranks."""
-    if dist is not None and not dist.is_main:
+    if not dist.is_main:
         return QuietFolder(out_dir, results)
     lock = RunLock(out_dir).acquire()
     try:
@@ -97,20 +109,19 @@ def restore(task, checkpoint, dist, note):
     middle = checkpoint.get("mid_epoch")
     if middle is None:
         return done, None
-    world, rank = (dist.world_size, dist.rank) if dist is not None else (1, 0)
+    world, rank = dist.world_size, dist.rank
     if len(middle["ranks"]) != world:
         raise UserError(f"the checkpoint was written in the middle of an epoch by {len(middle['ranks'])} "
                         f"processes: resume it with as many (torchrun --nproc_per_node={len(middle['ranks'])})")
     return done, (middle["steps_done"], task.restore_rank(middle["ranks"][rank]))
 
 
-def start(args, *, default_dir, build_task, dist=None):
-    """Run a script's task with parsed flags; returns the results dict (see the module doc)."""
-    device, checkpoint, out_dir, numerics = prepare(args, default_dir, dist)
-    notes = []
-    task = build_task(device, checkpoint, notes.append)
+def run_task(args, run, task, dist=ONE_PROCESS):
+    """Drive a script's `task`, built for the Prepared `run`, into its folder; returns the
+    results dict (see the module doc)."""
+    device, checkpoint, out_dir, numerics = run.device, run.checkpoint, run.out_dir, run.numerics
     loaders = task.objects.loaders
-    notes += getattr(loaders, "notes", ())  # e.g. how a folder dataset is read
+    notes = [*run.notes, *getattr(loaders, "notes", ())]  # e.g. how a folder dataset is read
     start_epoch, resume = restore(task, checkpoint, dist, notes.append)
     folder = open_folder(out_dir, args, device, dist, results=checkpoint["results"] if checkpoint else None)
     signals = StopSignals().install()
@@ -125,7 +136,7 @@ def start(args, *, default_dir, build_task, dist=None):
             folder.log.info(line)
         if getattr(loaders, "data", None):
             folder.results["data"] = loaders.data
-        if dist is not None and dist.distributed:
+        if dist.distributed:
             folder.results["processes"] = dist.world_size  # the run's cost is its wall time x this
             folder.log.info(f"data parallel over {dist.world_size} processes, "
                             f"{args.batch_size // dist.world_size} images per process and step")

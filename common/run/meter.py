@@ -48,7 +48,7 @@ class Meter:
 
         Returns (mean loss, accuracy %, first non-finite step or -1, global count, `extra`
         (a device scalar) summed, or None)."""
-        if dist is None or not dist.distributed:
+        if not dist.distributed:
             loss, acc, first_bad = self.read()
             return loss, acc, first_bad, self.count, (None if extra is None else extra.item())
         dtype, device = torch.float64, self.loss_sum.device

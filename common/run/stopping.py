@@ -16,6 +16,8 @@ import sys
 
 import torch
 
+from common.distributed import ONE_PROCESS
+
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
@@ -60,14 +62,14 @@ class StopSignals:
             print(f"received {signal.Signals(signum).name}: stopping after this step (Ctrl-C again to exit at once)",
                   file=sys.stderr, flush=True)
 
-    def check(self, dist=None):
+    def check(self, dist=ONE_PROCESS):
         """The signal any rank received (the highest number under torchrun), or None."""
-        if dist is None or not dist.distributed:
+        if not dist.distributed:
             return self.received
         flag = torch.tensor([self.received or 0], dtype=torch.int64)
         dist.all_reduce_max_cpu(flag)
         return int(flag.item()) or None
 
 
-def never_stop(dist=None):
+def never_stop(dist=ONE_PROCESS):
     return None

@@ -25,8 +25,9 @@ from torch import nn
 
 from common.run import launch
 from common.device import MEMORY_FORMATS, autocast
-from common.distributed import check_sync_enabled, wrap_ddp
+from common.distributed import ONE_PROCESS, check_sync_enabled, wrap_ddp
 from common.run.driver import Task
+from common.run.flags import config_from_flags
 from common.errors import UserError
 from common.run.epoch import evaluate, run_epoch
 
@@ -39,7 +40,7 @@ def _loss(criterion, logits, logits_aux, y, auxiliary_weight):
 
 
 def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0, criterion=F.cross_entropy,
-                dist=None, check_sync=False, amp=False, **loop):
+                dist=ONE_PROCESS, check_sync=False, amp=False, **loop):
     """One pass over `loader` in training mode; returns (mean loss, top-1 accuracy in %).
 
     The loss that is reported includes the auxiliary term (as the DARTS code reports it).
@@ -62,7 +63,7 @@ def train_epoch(model, loader, optimizer, *, auxiliary_weight=0.4, grad_clip=5.0
         optimizer.step()
         return loss, logits, y, torch.isfinite(nn.utils.get_total_norm(params, foreach=True))
 
-    sync = (lambda: dist.check_sync(model)) if check_sync and dist is not None else None
+    sync = (lambda: dist.check_sync(model)) if check_sync else None
     return run_epoch(loader, step, device=device, dist=dist, check_sync=sync, **loop)
 
 
@@ -112,7 +113,7 @@ class TrainTask(Task):
 
     fix = "lower --learning_rate or --grad_clip"
 
-    def __init__(self, objects, config, dist=None):
+    def __init__(self, objects, config, dist=ONE_PROCESS):
         super().__init__(
             objects=objects, config=config, dist=dist, optimizer=objects.optimizer, scheduler=objects.scheduler,
             epochs=config.epochs, stateful={"model": objects.model, "optimizer": objects.optimizer,
@@ -200,7 +201,7 @@ def parameter_count(args, build_model):
 
 
 def training(args, *, space, genotype, build_model, loaders_factory, schedule, default_dir,
-             criterion=F.cross_entropy, nesterov=False, dist=None, genotype_text="", extras=True, report_best=True):
+             criterion=F.cross_entropy, nesterov=False, dist=ONE_PROCESS, genotype_text="", extras=True, report_best=True):
     """A training script's body: the network `build_model(num_classes)` of architecture
     `genotype` (JSON-able, for the results) from search space `space`, trained with SGD
     (Nesterov momentum if `nesterov`: NAS-Bench-201's recipe) on the loaders of
@@ -211,21 +212,27 @@ def training(args, *, space, genotype, build_model, loaders_factory, schedule, d
     `--count_params` it prints the parameter count and returns (common.run.train.parameter_count)."""
     if getattr(args, "count_params", False):
         return parameter_count(args, build_model)
-    def build_task(device, checkpoint, note):
-        loaders = loaders_factory(args, device, dist)
-        if getattr(args, "auxiliary", False) and loaders.train.batch_size < 2:
-            raise UserError(f"--auxiliary with {loaders.train.batch_size} image per process and step: the "
-                            "auxiliary head's BatchNorm after its 1x1 map needs 2; raise --batch_size or leave "
-                            "out --auxiliary")
-        model = build_model(loaders.num_classes).to(device, memory_format=MEMORY_FORMATS[args.memory_format])
-        optimizer = torch.optim.SGD(model.parameters(), args.learning_rate, momentum=args.momentum,
-                                    weight_decay=args.weight_decay, nesterov=nesterov)
-        objects = TrainObjects(model, optimizer, schedule(args, optimizer), loaders, criterion)
-        config = TrainConfig(space=space, genotype=genotype, epochs=args.epochs, batch_size=args.batch_size,
-                             drop_path_prob=getattr(args, "drop_path_prob", 0.0),  # the DARTS networks' extras
-                             auxiliary_weight=args.auxiliary_weight if getattr(args, "auxiliary", False) else 0.0,
-                             grad_clip=args.grad_clip, report_freq=args.report_freq, amp=args.amp,
-                             genotype_text=genotype_text, extras=extras, report_best=report_best)
-        return TrainTask(objects, config, dist)
+    run = launch.prepare(args, default_dir, dist)
+    task = training_task(args, run.device, build_model, loaders_factory, schedule, dist, criterion=criterion,
+                         nesterov=nesterov, config=dict(space=space, genotype=genotype, genotype_text=genotype_text,
+                                                        extras=extras, report_best=report_best))
+    return launch.run_task(args, run, task, dist)
 
-    return launch.start(args, default_dir=default_dir, build_task=build_task, dist=dist)
+
+def training_task(args, device, build_model, loaders_factory, schedule, dist, *, criterion, nesterov, config):
+    """The TrainTask of the flags on `device`: the loaders, the network, SGD and its schedule;
+    `config`: TrainConfig's fields that are not flags."""
+    loaders = loaders_factory(args, device, dist)
+    auxiliary = getattr(args, "auxiliary", False)
+    if auxiliary and loaders.train.batch_size < 2:
+        raise UserError(f"--auxiliary with {loaders.train.batch_size} image per process and step: the "
+                        "auxiliary head's BatchNorm after its 1x1 map needs 2; raise --batch_size or leave "
+                        "out --auxiliary")
+    model = build_model(loaders.num_classes).to(device, memory_format=MEMORY_FORMATS[args.memory_format])
+    optimizer = torch.optim.SGD(model.parameters(), args.learning_rate, momentum=args.momentum,
+                                weight_decay=args.weight_decay, nesterov=nesterov)
+    objects = TrainObjects(model, optimizer, schedule(args, optimizer), loaders, criterion)
+    # drop_path_prob and the auxiliary head: the DARTS networks' extras
+    config = config_from_flags(TrainConfig, args, **config,
+                               auxiliary_weight=args.auxiliary_weight if auxiliary else 0.0)
+    return TrainTask(objects, config, dist)
