@@ -14,7 +14,7 @@ resident size after set-up so the step's own share can be read off.
 
 Spaces: 201 (NAS-Bench-201, CIFAR 32x32), darts (the DARTS-space CIFAR search network) and
 imagenet (the direct ImageNet search network: C 48, 14 layers, 224x224, 1000 classes).
-`--reference` runs the mixed ops literally (common.nas.mixed_op.reference_computation: the
+`--reference` runs the mixed ops literally (common.nas.fused.reference_computation: the
 authors' computation); `--compare` runs every option set in its own process and prints a
 Markdown table. `--loader_data` (a sampled ImageNet folder, train/ and val/) adds the
 images per second of the search loader for each backend (common/data/imagenet_loader.py). `--concurrent N`
