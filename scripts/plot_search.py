@@ -30,8 +30,7 @@ from common.run.results import METHOD_TITLES, METRIC_TITLES, METRICS, results_fi
 from reports.edge_heatmap import plot_edge_heatmap
 from reports.figure_kit import MaxNLocator, epoch_axis, nan, pyplot, save_figure
 from reports.run_records import (edge_names, edge_series, epochs_of, exploration_series, is_standin,
-                                load_run, nothing_left, number, op_names, read_checked,
-                                stage_starts)
+                                load_run, number, op_names, readable_runs, stage_starts)
 
 FIGURES = ("exploration.png", "eigenvalue.png", "edges.png")
 MAX_LINE_EDGES = 8  # edges per cell type drawn as curves; more (the DARTS space's 14) as a heatmap
@@ -244,23 +243,6 @@ def note(text):
     print(text, file=sys.stderr)
 
 
-def readable_runs(paths):
-    """[(index in `paths`, run)] of the runs a figure may read; a run with a field of the wrong
-    type is skipped with a line naming its file and field (reports.run_schema)."""
-    kept, skipped = [], []
-    for index, path in enumerate(paths):
-        run, why = read_checked(results_file(path), load_run)
-        if why is None:
-            kept.append((index, run))
-        else:
-            skipped.append(why)
-    if not kept:
-        raise UserError(nothing_left(skipped))
-    for why in skipped:
-        note(f"note: skipping a run: {why}")
-    return kept
-
-
 @exit_on_user_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
@@ -268,7 +250,7 @@ def main(argv=None):
         raise UserError(f"--labels has {len(args.labels)} labels for {len(args.runs)} runs: give one per run")
     if not -len(args.runs) <= args.edges_run < len(args.runs):
         raise UserError(f"--edges_run {args.edges_run} is out of range: there are {len(args.runs)} runs (0-based)")
-    kept = readable_runs(args.runs)
+    kept = readable_runs([results_file(path) for path in args.runs], load_run, note)
     runs = [run for _, run in kept]
     labels = [args.labels[index] for index, _ in kept] if args.labels else default_labels(runs)
     out = Path(args.out) if args.out else Path(runs[0]["dir"])
@@ -276,10 +258,11 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the output folder {out}: {err.strerror or err}") from None
-    given = [index for index, _ in kept]
-    edges_index = given.index(args.edges_run % len(args.runs)) if args.edges_run % len(args.runs) in given else 0
-    if given[edges_index] != args.edges_run % len(args.runs):
-        note(f"note: the --edges_run run was skipped; edges.png shows {args.runs[given[0]]}")
+    wanted = args.edges_run % len(args.runs)
+    edges_index = next((i for i, (index, _) in enumerate(kept) if index == wanted), None)
+    if edges_index is None:
+        edges_index = 0
+        note(f"note: the --edges_run run was skipped; edges.png shows {args.runs[kept[0][0]]}")
     written = [plot_exploration(runs, labels, args.metric, out, note),
                plot_eigenvalue(runs, labels, out, note),
                plot_edges(runs[edges_index], labels[edges_index], out, note)]

@@ -13,6 +13,7 @@ import torch
 from common.run import launch
 from common.nas.cuda_graph import graph_refusal
 from common.device import MEMORY_FORMATS
+from common.distributed import ONE_PROCESS
 from common.errors import UserError
 from common.nas.mixing import METHODS
 from common.nas.progressive import Stage, arch_warnings, load_masks
@@ -20,7 +21,6 @@ from common.run.flags import config_from_flags
 from common.run.run_folder import default_output_dir
 from common.run.schedule import STAGE_LR, EpochLR
 from common.nas.search import SearchConfig, SearchObjects, SearchTask, TauSchedule
-from common.distributed import ONE_PROCESS
 
 
 def stages_from_flags(args, num_ops):

@@ -16,7 +16,6 @@ from common.data.folder_data import TEST_PORTION
 SEED_MAX = 2**32 - 1
 
 
-
 def _number(kind, text):
     try:
         value = kind(text)

@@ -43,8 +43,8 @@ class Prepared(NamedTuple):
 
 
 def prepare(args, default_dir, dist=ONE_PROCESS):
-    """The run's Prepared (device, checkpoint or None, output folder, numerics), seeded: --resume continues in the run's own
-    folder; `default_dir()` names a new run's folder, which must not hold a run (but with
+    """The run's Prepared (device, checkpoint or None, output folder, numerics), seeded:
+    --resume continues in the run's own folder; `default_dir()` names a new run's folder, which must not hold a run (but with
     --overwrite). Under torchrun the device is cuda:LOCAL_RANK (or the CPU) and every rank takes
     rank 0's folder name (names carry a time stamp). One line, before anything is written, for
     a folder that cannot be used, a global batch that does not divide among the ranks, or --amp

@@ -41,26 +41,39 @@ def load_runs(paths, recursive=False, include_unfinished=False, note=None):
     """The runs under `paths`; unfinished ones and runs with a field of the wrong type are left
     out (said through `note`) unless asked."""
     note = note or (lambda text: print(text, file=sys.stderr))
-    runs, unfinished, skipped = [], [], []
-    for file in find_results(paths, recursive):
-        run, why = read_checked(file, load_results)
-        if why is not None:
-            skipped.append(why)
-        elif run.get("finished") is not True and not include_unfinished:
+    runs, unfinished = [], []
+    for _, run in readable_runs(find_results(paths, recursive), load_results, note):
+        if run.get("finished") is not True and not include_unfinished:
             unfinished.append(run)
         else:
             runs.append(run)
     if not runs:
         raise UserError(f"no finished run among the {len(unfinished)} found "
-                        "(--include_unfinished to use unfinished runs' latest values)" if unfinished
-                        else nothing_left(skipped))
-    for why in skipped:
-        note(f"note: skipping a run: {why}")
+                        "(--include_unfinished to use unfinished runs' latest values)")
     for run in unfinished:
         note(f"note: leaving out {run['dir']}: the run has not finished "
              f"({run.get('epochs_done', len(run.get('epochs') or []))} epochs done; "
              "--include_unfinished to use its latest values)")
     return runs
+
+
+def readable_runs(files, reader, note):
+    """[(index in `files`, run)] of the results files that `reader` reads and whose fields a
+    report may read (reports.run_schema); each other one is skipped with a line through `note`
+    naming its file and field. None left is a UserError."""
+    kept, skipped = [], []
+    for index, file in enumerate(files):
+        run, why = read_checked(file, reader)
+        if why is None:
+            kept.append((index, run))
+        else:
+            skipped.append(why)
+    if not kept:
+        more = f" ({len(skipped) - 1} more runs skipped likewise)" if len(skipped) > 1 else ""
+        raise UserError(f"no run left to read: {skipped[0]}{more}")
+    for why in skipped:
+        note(f"note: skipping a run: {why}")
+    return kept
 
 
 def bad_field(run, file):
@@ -79,12 +92,6 @@ def read_checked(file, reader):
         return None, str(err)
     why = bad_field(run, file)
     return (run, None) if why is None else (None, why)
-
-
-def nothing_left(skipped):
-    """The one line when every run given was skipped for a bad field."""
-    more = f" ({len(skipped) - 1} more runs skipped likewise)" if len(skipped) > 1 else ""
-    return f"no run left to read: {skipped[0]}{more}"
 
 
 def load_run(path):
